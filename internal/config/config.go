@@ -1,0 +1,187 @@
+// Package config defines Moat's configuration file: its types, strict YAML
+// decoding with file:line:column errors, defaults, validation that reports
+// every problem at once, and secret references.
+package config
+
+// Config is the whole of moat.yaml. Field comments are the reference text
+// that the JSON Schema and docs/configuration.md are generated from.
+type Config struct {
+	// Directory for Moat's own state: the development CA, ACME certificates, databases.
+	DataDir string `yaml:"data_dir,omitempty" json:"data_dir,omitempty"`
+	// Network addresses Moat listens on.
+	Listen Listen `yaml:"listen,omitempty" json:"listen,omitempty"`
+	// Timeouts and caps that protect the listeners from slow or greedy clients.
+	Limits Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+	// TLS for the HTTPS listener.
+	TLS TLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// CIDRs of proxies in front of Moat whose X-Forwarded-* and X-Request-Id headers are believed.
+	TrustedProxies []string `yaml:"trusted_proxies,omitempty" json:"trusted_proxies,omitempty"`
+	// Extra request headers that clients may never send to an upstream (X-Moat-* always is reserved).
+	ReservedHeaders []string `yaml:"reserved_headers,omitempty" json:"reserved_headers,omitempty"`
+	// Security headers added to every response; routes may override them.
+	Headers Headers `yaml:"headers,omitempty" json:"headers,omitempty"`
+	// Logging of Moat's own messages, the access log and security events.
+	Log Log `yaml:"log,omitempty" json:"log,omitempty"`
+	// Routes map requests to upstreams. A request that matches none gets 404.
+	Routes []Route `yaml:"routes" json:"routes"`
+}
+
+// Listen holds listener addresses.
+type Listen struct {
+	// Address of the HTTPS gateway listener.
+	HTTPS string `yaml:"https,omitempty" json:"https,omitempty"`
+	// Optional plain-HTTP listener that only redirects to HTTPS (308) and answers ACME HTTP-01 challenges. Empty disables it.
+	HTTP string `yaml:"http,omitempty" json:"http,omitempty"`
+	// Admin listener for /healthz, /readyz and /metrics. Keep it on loopback.
+	Admin string `yaml:"admin,omitempty" json:"admin,omitempty"`
+	// Allow the admin listener on a non-loopback address. Off by default.
+	AdminPublic bool `yaml:"admin_public,omitempty" json:"admin_public,omitempty"`
+}
+
+// Limits bounds what one client can make the listeners hold.
+type Limits struct {
+	// Time allowed to read the request headers (cuts slowloris clients).
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout,omitempty" json:"read_header_timeout,omitempty"`
+	// Time allowed to read a whole request, body included.
+	ReadTimeout Duration `yaml:"read_timeout,omitempty" json:"read_timeout,omitempty"`
+	// Time allowed to write a whole response.
+	WriteTimeout Duration `yaml:"write_timeout,omitempty" json:"write_timeout,omitempty"`
+	// Time an idle keep-alive connection is kept open.
+	IdleTimeout Duration `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"`
+	// Largest request header block accepted, in bytes.
+	MaxHeaderBytes ByteSize `yaml:"max_header_bytes,omitempty" json:"max_header_bytes,omitempty"`
+	// Most connections open at once on the HTTPS listener; more wait to be accepted.
+	MaxConnections int `yaml:"max_connections,omitempty" json:"max_connections,omitempty"`
+	// Time allowed for in-flight requests to finish on shutdown.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout,omitempty" json:"shutdown_timeout,omitempty"`
+}
+
+// TLS configures the HTTPS listener's certificates. Exactly one source is used:
+// certificates from files, ACME, or the development CA.
+type TLS struct {
+	// Certificates from PEM files, chosen by SNI; reloaded when the files change.
+	Certificates []Certificate `yaml:"certificates,omitempty" json:"certificates,omitempty"`
+	// Create a local development CA and certificate in the data directory.
+	Dev *DevTLS `yaml:"dev,omitempty" json:"dev,omitempty"`
+	// Obtain certificates automatically with ACME.
+	ACME *ACME `yaml:"acme,omitempty" json:"acme,omitempty"`
+	// Strict-Transport-Security sent on every HTTPS response.
+	HSTS HSTS `yaml:"hsts,omitempty" json:"hsts,omitempty"`
+}
+
+// Certificate is one certificate and key pair in PEM files.
+type Certificate struct {
+	// Path to the PEM certificate chain.
+	Cert string `yaml:"cert" json:"cert"`
+	// Path to the PEM private key (must not be readable by group or others).
+	Key string `yaml:"key" json:"key"`
+}
+
+// DevTLS configures the development CA.
+type DevTLS struct {
+	// Host names and IP addresses the development certificate covers.
+	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+}
+
+// ACME configures automatic certificates.
+type ACME struct {
+	// Domains to obtain certificates for.
+	Domains []string `yaml:"domains" json:"domains"`
+	// Contact email given to the CA.
+	Email string `yaml:"email,omitempty" json:"email,omitempty"`
+	// ACME directory URL. Defaults to Let's Encrypt production.
+	CA string `yaml:"ca,omitempty" json:"ca,omitempty"`
+	// PEM file of root certificates to trust for the ACME directory (for a private CA).
+	CARoot string `yaml:"ca_root,omitempty" json:"ca_root,omitempty"`
+	// Challenge types to use: http-01, tls-alpn-01. Both by default.
+	Challenges []string `yaml:"challenges,omitempty" json:"challenges,omitempty"`
+	// Must be true to confirm acceptance of the CA's terms of service.
+	AcceptTOS bool `yaml:"accept_tos,omitempty" json:"accept_tos,omitempty"`
+}
+
+// HSTS configures Strict-Transport-Security.
+type HSTS struct {
+	// max-age; at least one year. Default 2 years.
+	MaxAge Duration `yaml:"max_age,omitempty" json:"max_age,omitempty"`
+	// Add includeSubDomains. Default true.
+	IncludeSubdomains *bool `yaml:"include_subdomains,omitempty" json:"include_subdomains,omitempty"`
+	// Add preload. Default false.
+	Preload bool `yaml:"preload,omitempty" json:"preload,omitempty"`
+}
+
+// Headers are the security headers on responses. An empty string keeps the
+// default; the value "off" removes the header.
+type Headers struct {
+	// Content-Security-Policy sent when the upstream sends none. Default: frame-ancestors 'none'.
+	ContentSecurityPolicy string `yaml:"content_security_policy,omitempty" json:"content_security_policy,omitempty"`
+	// X-Frame-Options. Default DENY.
+	FrameOptions string `yaml:"frame_options,omitempty" json:"frame_options,omitempty"`
+	// Referrer-Policy. Default strict-origin-when-cross-origin.
+	ReferrerPolicy string `yaml:"referrer_policy,omitempty" json:"referrer_policy,omitempty"`
+	// Cross-Origin-Opener-Policy. Default same-origin.
+	CrossOriginOpenerPolicy string `yaml:"cross_origin_opener_policy,omitempty" json:"cross_origin_opener_policy,omitempty"`
+	// Permissions-Policy. Default denies camera, microphone, geolocation and payment.
+	PermissionsPolicy string `yaml:"permissions_policy,omitempty" json:"permissions_policy,omitempty"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level of Moat's own messages: debug, info, warn, error.
+	Level string `yaml:"level,omitempty" json:"level,omitempty"`
+	// Write one access-log line per request. Default true.
+	Access *bool `yaml:"access,omitempty" json:"access,omitempty"`
+}
+
+// Route sends matching requests to upstreams under an access policy.
+type Route struct {
+	// Unique name, used in logs, metrics and events.
+	Name string `yaml:"name" json:"name"`
+	// Host names this route answers: exact (api.example.com) or one leading wildcard label (*.example.com). Empty matches any host.
+	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+	// Path prefix, ending at a segment boundary. Default "/".
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
+	// Access policy: public (anyone) or deny (no one). Required: a route without a policy does not load.
+	Policy string `yaml:"policy" json:"policy"`
+	// Upstream base URLs (http or https), tried round-robin.
+	Upstreams []string `yaml:"upstreams,omitempty" json:"upstreams,omitempty"`
+	// Remove the route's path prefix before proxying.
+	StripPrefix bool `yaml:"strip_prefix,omitempty" json:"strip_prefix,omitempty"`
+	// TLS to https upstreams.
+	UpstreamTLS UpstreamTLS `yaml:"upstream_tls,omitempty" json:"upstream_tls,omitempty"`
+	// Active health checks of the upstreams.
+	HealthCheck *HealthCheck `yaml:"health_check,omitempty" json:"health_check,omitempty"`
+	// Passive failure marking: an upstream failing this many times in a row is skipped for fail_timeout.
+	MaxFails int `yaml:"max_fails,omitempty" json:"max_fails,omitempty"`
+	// How long a failed upstream is skipped.
+	FailTimeout Duration `yaml:"fail_timeout,omitempty" json:"fail_timeout,omitempty"`
+	// Largest request body accepted; larger gets 413.
+	MaxRequestBody ByteSize `yaml:"max_request_body,omitempty" json:"max_request_body,omitempty"`
+	// Largest upstream response body passed on; larger is cut off.
+	MaxResponseBody ByteSize `yaml:"max_response_body,omitempty" json:"max_response_body,omitempty"`
+	// Time allowed for the upstream to send response headers.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Replace upstream 5xx bodies with a generic problem page carrying the request id. Default true.
+	MaskErrors *bool `yaml:"mask_errors,omitempty" json:"mask_errors,omitempty"`
+	// Security header overrides for this route.
+	Headers Headers `yaml:"headers,omitempty" json:"headers,omitempty"`
+}
+
+// UpstreamTLS configures TLS to an upstream.
+type UpstreamTLS struct {
+	// PEM bundle of CAs to trust instead of the system roots.
+	CA string `yaml:"ca,omitempty" json:"ca,omitempty"`
+	// Server name to verify, when it differs from the upstream URL's host.
+	ServerName string `yaml:"server_name,omitempty" json:"server_name,omitempty"`
+	// Base64 SHA-256 hashes of acceptable SubjectPublicKeyInfo; any match passes.
+	PinSPKI []string `yaml:"pin_spki,omitempty" json:"pin_spki,omitempty"`
+}
+
+// HealthCheck configures active upstream health checks.
+type HealthCheck struct {
+	// Path requested with GET; any 2xx or 3xx is healthy.
+	Path string `yaml:"path" json:"path"`
+	// Time between checks. Default 10s.
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	// Time allowed for one check. Default 2s.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
