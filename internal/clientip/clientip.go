@@ -66,12 +66,16 @@ func PeerAddr(r *http.Request) netip.Addr {
 // client. A malformed entry stops the walk at the last good address, so a
 // client cannot choose its own address by sending a spoofed header.
 func (t *Trusted) ClientIP(r *http.Request) (client netip.Addr, peerTrusted bool) {
-	peer := PeerAddr(r)
+	return t.Resolve(PeerAddr(r), r.Header)
+}
+
+// Resolve is ClientIP for a peer address already parsed.
+func (t *Trusted) Resolve(peer netip.Addr, h http.Header) (client netip.Addr, peerTrusted bool) {
 	if !t.Contains(peer) {
 		return peer, false
 	}
 	client = peer
-	values := r.Header.Values("X-Forwarded-For")
+	values := h.Values("X-Forwarded-For")
 	for i := len(values) - 1; i >= 0; i-- {
 		v := values[i]
 		for v != "" {

@@ -6,7 +6,7 @@ package config
 // Config is the whole of moat.yaml. Field comments are the reference text
 // that the JSON Schema and docs/configuration.md are generated from.
 type Config struct {
-	// Directory for Moat's own state: the development CA, ACME certificates, databases.
+	// Directory for Moat's own state: the development CA, ACME certificates, databases. A relative path is relative to the working directory.
 	DataDir string `yaml:"data_dir,omitempty" json:"data_dir,omitempty"`
 	// Network addresses Moat listens on.
 	Listen Listen `yaml:"listen,omitempty" json:"listen,omitempty"`
@@ -24,15 +24,18 @@ type Config struct {
 	Log Log `yaml:"log,omitempty" json:"log,omitempty"`
 	// Routes map requests to upstreams. A request that matches none gets 404.
 	Routes []Route `yaml:"routes" json:"routes"`
+
+	// src records where the file set each field; nil for a Config built in code.
+	src *source
 }
 
 // Listen holds listener addresses.
 type Listen struct {
-	// Address of the HTTPS gateway listener.
+	// Address (host:port) of the HTTPS gateway listener.
 	HTTPS string `yaml:"https,omitempty" json:"https,omitempty"`
 	// Optional plain-HTTP listener that only redirects to HTTPS (308) and answers ACME HTTP-01 challenges. Empty disables it.
 	HTTP string `yaml:"http,omitempty" json:"http,omitempty"`
-	// Admin listener for /healthz, /readyz and /metrics. Keep it on loopback.
+	// Admin listener for /healthz, /readyz and /metrics. Must be a loopback address unless admin_public is true.
 	Admin string `yaml:"admin,omitempty" json:"admin,omitempty"`
 	// Allow the admin listener on a non-loopback address. Off by default.
 	AdminPublic bool `yaml:"admin_public,omitempty" json:"admin_public,omitempty"`
@@ -40,19 +43,19 @@ type Listen struct {
 
 // Limits bounds what one client can make the listeners hold.
 type Limits struct {
-	// Time allowed to read the request headers (cuts slowloris clients).
+	// Time allowed to read the request headers (cuts slowloris clients). Must be greater than 0.
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout,omitempty" json:"read_header_timeout,omitempty"`
-	// Time allowed to read a whole request, body included.
+	// Time allowed to read a whole request, body included. 0 means no limit.
 	ReadTimeout Duration `yaml:"read_timeout,omitempty" json:"read_timeout,omitempty"`
-	// Time allowed to write a whole response.
+	// Time allowed to write a whole response. 0 (the default) means no limit: a limit would cut server-sent events and long downloads.
 	WriteTimeout Duration `yaml:"write_timeout,omitempty" json:"write_timeout,omitempty"`
-	// Time an idle keep-alive connection is kept open.
+	// Time an idle keep-alive connection is kept open. Must be greater than 0.
 	IdleTimeout Duration `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"`
-	// Largest request header block accepted, in bytes.
+	// Largest request header block accepted, in bytes. Must be greater than 0.
 	MaxHeaderBytes ByteSize `yaml:"max_header_bytes,omitempty" json:"max_header_bytes,omitempty"`
-	// Most connections open at once on the HTTPS listener; more wait to be accepted.
+	// Most connections open at once on the HTTPS listener; more wait to be accepted. 0 means no limit.
 	MaxConnections int `yaml:"max_connections,omitempty" json:"max_connections,omitempty"`
-	// Time allowed for in-flight requests to finish on shutdown.
+	// Time allowed for in-flight requests to finish on shutdown. 0 does not wait.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout,omitempty" json:"shutdown_timeout,omitempty"`
 }
 
@@ -85,15 +88,15 @@ type DevTLS struct {
 
 // ACME configures automatic certificates.
 type ACME struct {
-	// Domains to obtain certificates for.
+	// Domains to obtain certificates for: DNS names without wildcards (a wildcard needs the DNS-01 challenge, which is not supported).
 	Domains []string `yaml:"domains" json:"domains"`
 	// Contact email given to the CA.
 	Email string `yaml:"email,omitempty" json:"email,omitempty"`
-	// ACME directory URL. Defaults to Let's Encrypt production.
+	// ACME directory URL (https). Defaults to Let's Encrypt production.
 	CA string `yaml:"ca,omitempty" json:"ca,omitempty"`
 	// PEM file of root certificates to trust for the ACME directory (for a private CA).
 	CARoot string `yaml:"ca_root,omitempty" json:"ca_root,omitempty"`
-	// Challenge types to use: http-01, tls-alpn-01. Both by default.
+	// Challenge types to use: http-01, tls-alpn-01. Both by default. http-01 needs listen.http.
 	Challenges []string `yaml:"challenges,omitempty" json:"challenges,omitempty"`
 	// Must be true to confirm acceptance of the CA's terms of service.
 	AcceptTOS bool `yaml:"accept_tos,omitempty" json:"accept_tos,omitempty"`
@@ -134,15 +137,15 @@ type Log struct {
 
 // Route sends matching requests to upstreams under an access policy.
 type Route struct {
-	// Unique name, used in logs, metrics and events.
+	// Unique name, used in logs, metrics and events: 1 to 63 lower-case letters, digits, _ or -, starting with a letter or digit.
 	Name string `yaml:"name" json:"name"`
-	// Host names this route answers: exact (api.example.com) or one leading wildcard label (*.example.com). Empty matches any host.
+	// Host names this route answers: exact (api.example.com), an IP address, or one leading wildcard label (*.example.com). Empty matches any host. Lower-cased on load.
 	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
-	// Path prefix, ending at a segment boundary. Default "/".
+	// Path prefix, ending at a segment boundary. Default "/". Must start with "/" and contain no "..", "//" or "%".
 	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 	// Access policy: public (anyone) or deny (no one). Required: a route without a policy does not load.
 	Policy string `yaml:"policy" json:"policy"`
-	// Upstream base URLs (http or https), tried round-robin.
+	// Upstream base URLs (http or https), tried round-robin. Required unless the policy is deny. No credentials, query or fragment.
 	Upstreams []string `yaml:"upstreams,omitempty" json:"upstreams,omitempty"`
 	// Remove the route's path prefix before proxying.
 	StripPrefix bool `yaml:"strip_prefix,omitempty" json:"strip_prefix,omitempty"`
@@ -150,15 +153,15 @@ type Route struct {
 	UpstreamTLS UpstreamTLS `yaml:"upstream_tls,omitempty" json:"upstream_tls,omitempty"`
 	// Active health checks of the upstreams.
 	HealthCheck *HealthCheck `yaml:"health_check,omitempty" json:"health_check,omitempty"`
-	// Passive failure marking: an upstream failing this many times in a row is skipped for fail_timeout.
+	// Passive failure marking: an upstream failing this many times in a row is skipped for fail_timeout. 0 turns it off.
 	MaxFails int `yaml:"max_fails,omitempty" json:"max_fails,omitempty"`
-	// How long a failed upstream is skipped.
+	// How long a failed upstream is skipped. Must be greater than 0 when max_fails is.
 	FailTimeout Duration `yaml:"fail_timeout,omitempty" json:"fail_timeout,omitempty"`
-	// Largest request body accepted; larger gets 413.
+	// Largest request body accepted; larger gets 413. 0 means no limit.
 	MaxRequestBody ByteSize `yaml:"max_request_body,omitempty" json:"max_request_body,omitempty"`
-	// Largest upstream response body passed on; larger is cut off.
+	// Largest upstream response body passed on; larger is cut off. 0 (the default) means no limit.
 	MaxResponseBody ByteSize `yaml:"max_response_body,omitempty" json:"max_response_body,omitempty"`
-	// Time allowed for the upstream to send response headers.
+	// Time allowed for the upstream to send response headers. 0 means no limit.
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// Replace upstream 5xx bodies with a generic problem page carrying the request id. Default true.
 	MaskErrors *bool `yaml:"mask_errors,omitempty" json:"mask_errors,omitempty"`
@@ -178,10 +181,10 @@ type UpstreamTLS struct {
 
 // HealthCheck configures active upstream health checks.
 type HealthCheck struct {
-	// Path requested with GET; any 2xx or 3xx is healthy.
+	// Path requested with GET; any 2xx or 3xx is healthy. Must start with "/".
 	Path string `yaml:"path" json:"path"`
-	// Time between checks. Default 10s.
+	// Time between checks. Default 10s. Must be greater than 0.
 	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
-	// Time allowed for one check. Default 2s.
+	// Time allowed for one check. Default 2s. Must be greater than 0.
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 }

@@ -49,11 +49,29 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// String formats d in the shortest form ParseDuration reads back: whole
+// days as "730d", otherwise a Go duration without zero tails ("2m", "1h30m").
+func (d Duration) String() string {
+	const day = 24 * time.Hour
+	v := time.Duration(d)
+	if v > 0 && v%day == 0 {
+		return strconv.FormatInt(int64(v/day), 10) + "d"
+	}
+	s := v.String()
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
+}
+
 // MarshalYAML encodes d as a duration string.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
 // MarshalText encodes d as a duration string (used for JSON).
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 // ByteSize is a size in bytes, written as a number or with a unit: "512KiB",
 // "10MiB", "1GiB" (powers of 1024) or "10MB" (powers of 1000).
@@ -97,3 +115,24 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	*b = v
 	return nil
 }
+
+// String formats b with the largest binary unit that divides it exactly
+// ("32KiB", "10MiB"), or as a plain number of bytes.
+func (b ByteSize) String() string {
+	units := []struct {
+		suffix string
+		size   ByteSize
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
+	for _, u := range units {
+		if b > 0 && b%u.size == 0 {
+			return strconv.FormatInt(int64(b/u.size), 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// MarshalYAML encodes b as a size string.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
+
+// MarshalText encodes b as a size string (used for JSON).
+func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }

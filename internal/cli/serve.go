@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/moatgw/moat/internal/config"
+	"github.com/moatgw/moat/internal/server"
+)
+
+func runServe(args []string, stdio Stdio) int {
+	fs := newFlags("serve", "moat serve --config FILE [--log-format json|text]",
+		`Run the gateway. The config is validated first; any problem is printed with its
+line and column and moat exits with status 2.
+
+Signals: SIGHUP reloads the config file (a bad new config is refused and the
+running one keeps serving); SIGTERM or SIGINT stop gracefully, letting in-flight
+requests finish within limits.shutdown_timeout.`, stdio)
+	path := fs.String("config", "", "path to the config file (required)")
+	format := fs.String("log-format", "json", "log format: json or text")
+	if code := parseFlags(fs, args, stdio); code >= 0 {
+		return code
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stdio.Err, "moat serve: --config FILE is required and no arguments are taken\nhint: moat serve --config moat.yaml")
+		return ExitUsage
+	}
+	if *format != "json" && *format != "text" {
+		fmt.Fprintf(stdio.Err, "moat serve: --log-format must be json or text, not %q\n", *format)
+		return ExitUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printConfigError(stdio.Err, err)
+		return ExitUsage
+	}
+	logger := newLogger(stdio.Err, *format, cfg.Log.Level)
+	return serveUntilSignal(cfg, logger, func() (*config.Config, error) { return config.Load(*path) })
+}
+
+// serveUntilSignal runs a server from cfg until SIGTERM or SIGINT, reloading
+// with load on SIGHUP.
+func serveUntilSignal(cfg *config.Config, logger *slog.Logger, load func() (*config.Config, error)) int {
+	return serveWith(cfg, logger, load, nil)
+}
+
+// serveWith is serveUntilSignal with a callback run once the listeners are
+// bound.
+func serveWith(cfg *config.Config, logger *slog.Logger, load func() (*config.Config, error), started func(*server.Server)) int {
+	if os.Geteuid() == 0 {
+		logger.Warn("running as root: run moat as an unprivileged user (grant CAP_NET_BIND_SERVICE for ports below 1024)")
+	}
+	srv, err := server.New(server.Options{Config: cfg, Logger: logger, Version: Version()})
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return ExitFailure
+	}
+	if err := srv.Start(); err != nil {
+		logger.Error("cannot start", "err", err)
+		_ = srv.Shutdown(context.Background())
+		return ExitFailure
+	}
+	if started != nil {
+		started(srv)
+	}
+	stop := make(chan os.Signal, 2)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(stop)
+	defer signal.Stop(hup)
+
+	code := ExitOK
+loop:
+	for {
+		select {
+		case <-hup:
+			next, err := load()
+			if err == nil {
+				err = srv.Reload(next)
+			} else {
+				srv.ReloadFailed()
+			}
+			if err != nil {
+				logger.Error("reload refused; the previous configuration keeps serving", "err", err)
+				continue
+			}
+			cfg = next
+		case sig := <-stop:
+			logger.Info("stopping: in-flight requests may finish", "signal", sig.String(), "timeout", cfg.Limits.ShutdownTimeout.D())
+			break loop
+		case err := <-srv.Errors():
+			logger.Error("listener failed", "err", err)
+			code = ExitFailure
+			break loop
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownTimeout.D())
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		logger.Error("shutdown", "err", err)
+	}
+	logger.Info("stopped")
+	return code
+}
+
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// printConfigError prints each problem of a config error on its own line.
+func printConfigError(w io.Writer, err error) {
+	var multi interface{ Unwrap() []error }
+	if errors.As(err, &multi) {
+		for _, e := range multi.Unwrap() {
+			printConfigError(w, e)
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func runConfig(args []string, stdio Stdio) int {
+	if len(args) == 0 || args[0] != "check" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			fmt.Fprintln(stdio.Out, configUsage)
+			return ExitOK
+		}
+		fmt.Fprintln(stdio.Err, configUsage)
+		return ExitUsage
+	}
+	fs := newFlags("config check", "moat config check FILE", configCheckHelp, stdio)
+	if code := parseFlags(fs, args[1:], stdio); code >= 0 {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stdio.Err, "moat config check: want exactly one FILE\nhint: moat config check moat.yaml")
+		return ExitUsage
+	}
+	if _, err := config.Load(fs.Arg(0)); err != nil {
+		printConfigError(stdio.Err, err)
+		return ExitUsage
+	}
+	fmt.Fprintln(stdio.Out, "ok")
+	return ExitOK
+}
+
+const configUsage = `Usage: moat config check FILE
+
+Check a config file and print every problem with its line and column, or "ok".`
+
+const configCheckHelp = `Decode FILE strictly (unknown keys, wrong types and duplicate keys are errors),
+apply defaults and validate it. Prints each problem as FILE:LINE:COLUMN: path:
+message and exits 2, or prints "ok" and exits 0.`

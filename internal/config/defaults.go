@@ -1,0 +1,149 @@
+package config
+
+import (
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Access policies of a route.
+const (
+	PolicyPublic = "public" // anyone may use the route
+	PolicyDeny   = "deny"   // no one may use the route
+)
+
+// ACME challenge types.
+const (
+	ChallengeHTTP01    = "http-01"
+	ChallengeTLSALPN01 = "tls-alpn-01"
+)
+
+// Log levels.
+const (
+	LevelDebug = "debug"
+	LevelInfo  = "info"
+	LevelWarn  = "warn"
+	LevelError = "error"
+)
+
+const day = 24 * time.Hour
+
+// ApplyDefaults fills in every setting the configuration leaves out. A
+// string, list or boolean is defaulted when it is empty. A number,
+// duration or size is defaulted when it is zero, unless the file wrote the
+// zero explicitly: a Config from Load or Parse remembers which keys its
+// file set, so "max_fails: 0" stays 0. For a Config built in code every
+// zero is defaulted. ApplyDefaults also lower-cases host names. Calling it
+// again changes nothing.
+func (c *Config) ApplyDefaults() {
+	str(&c.DataDir, "./moat-data")
+	str(&c.Listen.HTTPS, ":8443")
+	str(&c.Listen.Admin, "127.0.0.1:9090")
+
+	l := &c.Limits
+	num(c, &l.ReadHeaderTimeout, "limits.read_header_timeout", Duration(10*time.Second))
+	num(c, &l.ReadTimeout, "limits.read_timeout", Duration(60*time.Second))
+	// WriteTimeout stays 0 (off): a limit would cut server-sent events and long downloads.
+	num(c, &l.IdleTimeout, "limits.idle_timeout", Duration(120*time.Second))
+	num(c, &l.MaxHeaderBytes, "limits.max_header_bytes", 32<<10)
+	num(c, &l.MaxConnections, "limits.max_connections", 10000)
+	num(c, &l.ShutdownTimeout, "limits.shutdown_timeout", Duration(30*time.Second))
+
+	num(c, &c.TLS.HSTS.MaxAge, "tls.hsts.max_age", Duration(730*day))
+	boolean(&c.TLS.HSTS.IncludeSubdomains, true)
+	if dev := c.TLS.Dev; dev != nil {
+		if len(dev.Hosts) == 0 {
+			dev.Hosts = []string{"localhost", "127.0.0.1", "::1"}
+		}
+		lower(dev.Hosts)
+	}
+	if acme := c.TLS.ACME; acme != nil {
+		if len(acme.Challenges) == 0 {
+			acme.Challenges = []string{ChallengeHTTP01, ChallengeTLSALPN01}
+		}
+		lower(acme.Domains)
+	}
+
+	str(&c.Log.Level, LevelInfo)
+	boolean(&c.Log.Access, true)
+
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		p := indexPath("routes", i) + "."
+		lower(r.Hosts)
+		str(&r.Path, "/")
+		num(c, &r.MaxFails, p+"max_fails", 3)
+		num(c, &r.FailTimeout, p+"fail_timeout", Duration(10*time.Second))
+		num(c, &r.MaxRequestBody, p+"max_request_body", 10<<20)
+		// MaxResponseBody stays 0 (no limit).
+		num(c, &r.Timeout, p+"timeout", Duration(30*time.Second))
+		boolean(&r.MaskErrors, true)
+		if h := r.HealthCheck; h != nil {
+			num(c, &h.Interval, p+"health_check.interval", Duration(10*time.Second))
+			num(c, &h.Timeout, p+"health_check.timeout", Duration(2*time.Second))
+		}
+	}
+}
+
+func str(s *string, def string) {
+	if *s == "" {
+		*s = def
+	}
+}
+
+func boolean(b **bool, def bool) {
+	if *b == nil {
+		*b = &def
+	}
+}
+
+// num sets *v to def when it is zero and the file did not write it.
+func num[T ~int | ~int64](c *Config, v *T, path string, def T) {
+	if *v == 0 && !c.src.has(path) {
+		*v = def
+	}
+}
+
+func lower(names []string) {
+	for i, n := range names {
+		names[i] = strings.ToLower(n)
+	}
+}
+
+// MasksErrors reports whether upstream 5xx bodies are replaced by a
+// generic problem page (the default).
+func (r Route) MasksErrors() bool { return r.MaskErrors == nil || *r.MaskErrors }
+
+// IncludesSubdomains reports whether HSTS covers subdomains (the default).
+func (h HSTS) IncludesSubdomains() bool { return h.IncludeSubdomains == nil || *h.IncludeSubdomains }
+
+// Value returns the Strict-Transport-Security header value for h, such as
+// "max-age=63072000; includeSubDomains".
+func (h HSTS) Value() string {
+	v := "max-age=" + strconv.FormatInt(int64(h.MaxAge.D()/time.Second), 10)
+	if h.IncludesSubdomains() {
+		v += "; includeSubDomains"
+	}
+	if h.Preload {
+		v += "; preload"
+	}
+	return v
+}
+
+// AccessEnabled reports whether the access log is written (the default).
+func (l Log) AccessEnabled() bool { return l.Access == nil || *l.Access }
+
+// SlogLevel returns the level as a slog.Level; an empty or unknown level
+// is Info.
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case LevelDebug:
+		return slog.LevelDebug
+	case LevelWarn:
+		return slog.LevelWarn
+	case LevelError:
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

@@ -1,0 +1,417 @@
+// Package e2e tests the real moat binary: it is built once, then started as
+// a process with config files, signals and real sockets.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var moatBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "moat-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	moatBin = filepath.Join(dir, "moat")
+	build := exec.Command("go", "build", "-o", moatBin, "github.com/moatgw/moat/cmd/moat")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building moat:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// run runs moat with args and returns its exit code, stdout and stderr.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(moatBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestCLI(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	writeFile(t, good, "tls:\n  dev: {}\nroutes:\n  - name: all\n    path: /\n    policy: deny\n")
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, "tls:\n  dev: {}\nroutes:\n  - name: all\n    path: /\n    polcy: public\n    upstreams: [http://127.0.0.1:1]\n")
+
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   string // regexp
+		stderr   string // regexp
+		noStdout bool
+	}{
+		{name: "no args", args: nil, code: 2, stderr: `Usage:`},
+		{name: "help", args: []string{"--help"}, code: 0, stdout: `(?s)Commands:.*serve.*demo.*config.*version`},
+		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
+		{name: "version", args: []string{"version"}, code: 0, stdout: `(?m)^moat .+\ncommit .+\ngo1\.`},
+		{name: "serve help", args: []string{"serve", "--help"}, code: 0, stdout: `--config`},
+		{name: "demo help", args: []string{"demo", "--help"}, code: 0, stdout: `--data-dir`},
+		{name: "config check help", args: []string{"config", "check", "--help"}, code: 0, stdout: `moat config check FILE`},
+		{name: "version help", args: []string{"version", "--help"}, code: 0, stdout: `Usage: moat version`},
+		{name: "serve without config", args: []string{"serve"}, code: 2, stderr: `--config FILE is required`},
+		{name: "serve bad flag", args: []string{"serve", "--nope"}, code: 2, stderr: `flag provided but not defined`},
+		{name: "check ok", args: []string{"config", "check", good}, code: 0, stdout: `^ok\n$`},
+		{name: "check unknown key with line and column", args: []string{"config", "check", bad}, code: 2,
+			stderr: regexp.QuoteMeta(bad) + `:6:5: .*polcy.*`, noStdout: true},
+		{name: "check missing policy", args: []string{"config", "check", bad}, code: 2, stderr: `policy`},
+		{name: "check missing file", args: []string{"config", "check", filepath.Join(dir, "nope.yaml")}, code: 2, stderr: `nope.yaml`},
+		{name: "serve bad config", args: []string{"serve", "--config", bad}, code: 2, stderr: `:6:5: `},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout, stderr)
+			}
+			if tt.stdout != "" && !regexp.MustCompile(tt.stdout).MatchString(stdout) {
+				t.Errorf("stdout does not match %q:\n%s", tt.stdout, stdout)
+			}
+			if tt.stderr != "" && !regexp.MustCompile(tt.stderr).MatchString(stderr) {
+				t.Errorf("stderr does not match %q:\n%s", tt.stderr, stderr)
+			}
+			if tt.noStdout && stdout != "" {
+				t.Errorf("unexpected stdout: %s", stdout)
+			}
+		})
+	}
+}
+
+// process is a running moat serve.
+type process struct {
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	waitErr error
+	mu      sync.Mutex
+	stderr  bytes.Buffer
+	client  *http.Client
+}
+
+func (p *process) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+type syncWriter struct{ p *process }
+
+func (w syncWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.stderr.Write(b)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startServe(t *testing.T, cfgPath, dataDir, httpsAddr string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(moatBin, "serve", "--config", cfgPath)}
+	p.cmd.Stderr = syncWriter{p}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.done = make(chan struct{})
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("moat log:\n%s", p.logs())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(p.logs(), "moat started") {
+		select {
+		case <-p.done:
+			t.Fatalf("moat exited:\n%s", p.logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("moat did not start:\n%s", p.logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pem, err := os.ReadFile(filepath.Join(dataDir, "tls", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	p.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	return p
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func serveConfig(dataDir, httpsAddr, adminAddr, upstream, policy string) string {
+	return fmt.Sprintf(`data_dir: %s
+listen:
+  https: %s
+  admin: %s
+tls:
+  dev: {}
+routes:
+  - name: app
+    path: /
+    policy: %s
+    upstreams: [%s]
+`, dataDir, httpsAddr, adminAddr, policy, upstream)
+}
+
+func TestServeReloadAndGracefulStop(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		_, _ = io.WriteString(w, "hello from upstream")
+	}))
+	defer up.Close()
+	dir := t.TempDir()
+	addr, admin := freePort(t), freePort(t)
+	cfgPath := filepath.Join(dir, "moat.yaml")
+	writeFile(t, cfgPath, serveConfig(dir, addr, admin, up.URL, "public"))
+	p := startServe(t, cfgPath, dir, addr)
+	base := "https://" + addr
+
+	if code, body := get(t, p.client, base+"/"); code != 200 || body != "hello from upstream" {
+		t.Fatalf("first request: %d %q", code, body)
+	}
+
+	// A broken config on SIGHUP is refused, and the old one keeps serving.
+	writeFile(t, cfgPath, "routes: [oops\n")
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, p, "reload refused")
+	if code, _ := get(t, p.client, base+"/"); code != 200 {
+		t.Fatalf("after a refused reload: %d", code)
+	}
+
+	// A good config on SIGHUP takes effect.
+	writeFile(t, cfgPath, serveConfig(dir, addr, admin, up.URL, "deny"))
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, p, "configuration reloaded")
+	if code, _ := get(t, p.client, base+"/"); code != http.StatusForbidden {
+		t.Fatalf("after reload to deny: %d", code)
+	}
+	writeFile(t, cfgPath, serveConfig(dir, addr, admin, up.URL, "public"))
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(p.logs(), "configuration reloaded") < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// SIGTERM while a request is in flight: it finishes, then moat exits 0.
+	res := make(chan string, 1)
+	go func() {
+		resp, err := p.client.Get(base + "/slow")
+		if err != nil {
+			res <- "error: " + err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		res <- fmt.Sprint(resp.StatusCode, " ", string(b))
+	}()
+	time.Sleep(300 * time.Millisecond)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	waitLog(t, p, "stopping")
+	// New connections are refused while draining.
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		// The listener may close a moment after the log line; allow that.
+		time.Sleep(200 * time.Millisecond)
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Error("new connections accepted while draining")
+		}
+	}
+	close(release)
+	if got := <-res; got != "200 hello from upstream" {
+		t.Errorf("in-flight request: %s", got)
+	}
+	select {
+	case <-p.done:
+		if p.waitErr != nil {
+			t.Errorf("moat exited with %v", p.waitErr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("moat did not exit after SIGTERM")
+	}
+}
+
+func waitLog(t *testing.T, p *process, s string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.logs(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log never said %q", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	dir := t.TempDir()
+	httpsAddr, httpAddr, adminAddr := freePort(t), freePort(t), freePort(t)
+	cmd := exec.Command(moatBin, "demo", "--data-dir", dir, "--https", httpsAddr, "--http", httpAddr, "--admin", adminAddr)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var out strings.Builder
+	for done := false; !done; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("demo exited:\n%s\n%s", out.String(), stderr.String())
+			}
+			out.WriteString(l + "\n")
+			done = strings.Contains(l, "Stop with Ctrl-C")
+		case <-ctx.Done():
+			t.Fatalf("demo did not start:\n%s\n%s", out.String(), stderr.String())
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	if !strings.Contains(out.String(), "Try:") {
+		t.Errorf("demo output lacks next steps:\n%s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "moat.yaml")); err != nil {
+		t.Errorf("generated config: %v", err)
+	}
+	pem, err := os.ReadFile(filepath.Join(dir, "tls", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	base := "https://" + httpsAddr
+	checks := []struct {
+		path string
+		code int
+		has  string
+		not  string
+	}{
+		{"/", 200, "Moat demo", ""},
+		{"/api/items", 200, "items", ""},
+		{"/admin/", 403, "", "Demo admin area"},
+		{"/boom", 500, "request_id", "goroutine"},
+	}
+	for _, ck := range checks {
+		req, _ := http.NewRequest("GET", base+ck.path, nil)
+		req.Header.Set("Accept", "application/json")
+		if ck.path == "/" {
+			req.Header.Set("Accept", "text/html")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != ck.code || !strings.Contains(string(b), ck.has) || (ck.not != "" && strings.Contains(string(b), ck.not)) {
+			t.Errorf("%s: %d, body %.300q", ck.path, resp.StatusCode, b)
+		}
+	}
+	resp, err := c.Get("http://" + httpAddr + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPermanentRedirect {
+		t.Errorf("plain HTTP: %d, want 308", resp.StatusCode)
+	}
+	resp, err = http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "moat_requests_total") {
+		t.Error("admin metrics lack moat_requests_total")
+	}
+}

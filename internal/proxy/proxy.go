@@ -1,0 +1,415 @@
+// Package proxy is Moat's reverse proxy for one route: it balances requests
+// over the route's upstreams, keeps their health, rewrites forwarding headers
+// so that an upstream only believes what Moat established, strips hop-by-hop,
+// reserved and banner headers, caps bodies, masks upstream errors, and passes
+// WebSockets and streamed responses through.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moatgw/moat/internal/clientip"
+	"github.com/moatgw/moat/internal/event"
+	"github.com/moatgw/moat/internal/problem"
+	"github.com/moatgw/moat/internal/request"
+)
+
+// Options configure a Proxy. Zero values give the documented defaults.
+type Options struct {
+	Route       string     // route name for logs and events
+	Upstreams   []*url.URL // http or https base URLs; a base path is prefixed to every request path
+	StripPrefix string     // path prefix removed before proxying, at a segment boundary; "" for none
+	UpstreamTLS *tls.Config
+	// MaxFails transport failures in a row take an upstream out for
+	// FailTimeout (default 10s). 0 turns passive marking off.
+	MaxFails    int
+	FailTimeout time.Duration
+	HealthCheck *HealthCheck // active checks; nil for none
+	// Largest request and response bodies in bytes; 0 means unlimited.
+	MaxRequestBody, MaxResponseBody int64
+	// Time allowed for an upstream to start its response once the request
+	// is written; 0 means no limit.
+	Timeout time.Duration
+	// Replace the body of every upstream 5xx answer with a generic problem.
+	MaskErrors bool
+	// Request headers never passed to an upstream, in addition to X-Moat-*.
+	ReservedHeaders []string
+	// Decorate, when set, is called with the client's request and the
+	// sanitised header about to go upstream, and may add to it: it is how
+	// Moat's own X-Moat-* headers, such as an identity assertion, are sent.
+	// It must be safe for concurrent use.
+	Decorate func(r *http.Request, h http.Header)
+	Logger   *slog.Logger
+	Events   event.Recorder
+}
+
+// Proxy forwards requests to the upstreams of one route. It is safe for
+// concurrent use; build one per route and Close it when the route goes away.
+type Proxy struct {
+	route         string
+	upstreams     []*upstream
+	next          atomic.Uint32
+	strip         string
+	maxFails      int32
+	failTimeout   time.Duration
+	hc            *HealthCheck
+	maxReq        int64
+	maxResp       int64
+	mask          bool
+	reservedNames []string
+	decorate      func(*http.Request, http.Header)
+	transport     *http.Transport
+	log           *slog.Logger
+	events        event.Recorder
+	now           func() time.Time
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// Transport defaults.
+const (
+	dialTimeout         = 5 * time.Second
+	tlsHandshakeTimeout = 5 * time.Second
+	idleConnTimeout     = 90 * time.Second
+	maxIdlePerHost      = 1024
+	maxResponseHeader   = 1 << 20
+	defaultFailTimeout  = 10 * time.Second
+	defaultInterval     = 10 * time.Second
+	defaultCheckTimeout = 2 * time.Second
+)
+
+// New checks o and builds a Proxy with its own connection pool.
+func New(o Options) (*Proxy, error) {
+	var errs []error
+	if len(o.Upstreams) == 0 {
+		errs = append(errs, errors.New("no upstream"))
+	}
+	if o.MaxFails < 0 || o.FailTimeout < 0 || o.MaxRequestBody < 0 || o.MaxResponseBody < 0 || o.Timeout < 0 {
+		errs = append(errs, errors.New("max fails, fail timeout, body limits and timeout must not be negative"))
+	}
+	strip := strings.TrimSuffix(o.StripPrefix, "/")
+	if o.StripPrefix != "" && o.StripPrefix[0] != '/' {
+		errs = append(errs, fmt.Errorf("strip prefix %q must start with /", o.StripPrefix))
+	}
+	var hc *HealthCheck
+	if o.HealthCheck != nil {
+		c := *o.HealthCheck
+		if c.Path == "" || c.Path[0] != '/' {
+			errs = append(errs, fmt.Errorf("health check path %q must start with /", c.Path))
+		}
+		if c.Interval < 0 || c.Timeout < 0 {
+			errs = append(errs, errors.New("health check interval and timeout must not be negative"))
+		}
+		if c.Interval == 0 {
+			c.Interval = defaultInterval
+		}
+		if c.Timeout == 0 {
+			c.Timeout = defaultCheckTimeout
+		}
+		hc = &c
+	}
+	p := &Proxy{
+		route:       o.Route,
+		strip:       strip,
+		maxFails:    int32(min(o.MaxFails, 1<<30)),
+		failTimeout: o.FailTimeout,
+		hc:          hc,
+		maxReq:      o.MaxRequestBody,
+		maxResp:     o.MaxResponseBody,
+		mask:        o.MaskErrors,
+		decorate:    o.Decorate,
+		log:         o.Logger,
+		events:      o.Events,
+		now:         time.Now,
+	}
+	if p.failTimeout == 0 {
+		p.failTimeout = defaultFailTimeout
+	}
+	https := false
+	for _, u := range o.Upstreams {
+		up, err := newUpstream(u, hc)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		https = https || up.scheme == "https"
+		p.upstreams = append(p.upstreams, up)
+	}
+	for _, h := range o.ReservedHeaders {
+		cn := canonicalName(strings.TrimSpace(h))
+		if !isToken(cn) {
+			errs = append(errs, fmt.Errorf("reserved header %q is not a header name", h))
+			continue
+		}
+		p.reservedNames = append(p.reservedNames, cn)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("proxy for route %q: %w", o.Route, err)
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.log = p.log.With("component", "proxy", "route", o.Route)
+	if p.events == nil {
+		p.events = event.Discard{}
+	}
+	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	p.transport = &http.Transport{
+		Proxy:                  nil, // never the environment's proxy
+		DialContext:            dialer.DialContext,
+		TLSClientConfig:        o.UpstreamTLS,
+		TLSHandshakeTimeout:    tlsHandshakeTimeout,
+		ForceAttemptHTTP2:      https,
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    maxIdlePerHost,
+		IdleConnTimeout:        idleConnTimeout,
+		ResponseHeaderTimeout:  o.Timeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: maxResponseHeader,
+	}
+	return p, nil
+}
+
+// fallbackInfo describes a request that reached the proxy without a
+// request.Info: nothing in its headers is believed.
+func fallbackInfo(r *http.Request) *request.Info {
+	peer := clientip.PeerAddr(r)
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return &request.Info{ClientIP: peer, Peer: peer, Scheme: scheme}
+}
+
+// ServeHTTP forwards r to an available upstream and copies the answer back.
+// Errors are answered with problem documents carrying the request id:
+// 413 for a body over the limit, 502 when no upstream is available or one
+// cannot be reached, 504 when it does not answer in time. Once the response
+// has started, a failure (the upstream breaking off, or its body passing the
+// limit) aborts the response with http.ErrAbortHandler so that the client
+// sees it incomplete rather than cut short in silence.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	info := request.From(ctx)
+	if info == nil {
+		info = fallbackInfo(r)
+	}
+	if p.maxReq > 0 && r.ContentLength > p.maxReq {
+		p.reject(w, r, info, http.StatusRequestEntityTooLarge, "request body too large", nil)
+		return
+	}
+	up := p.pick(nil)
+	if up == nil {
+		p.upstreamError(w, r, info, nil, http.StatusBadGateway, "no_upstream", errors.New("no healthy upstream"))
+		return
+	}
+	upgrade := upgradeType(r)
+	hdr := p.outboundHeader(r.Header, info, r.Host, upgrade)
+	if p.decorate != nil {
+		p.decorate(r, hdr)
+	}
+	var body *requestBody
+	out := p.outbound(r, up, hdr)
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = &requestBody{rc: r.Body, left: -1}
+		if p.maxReq > 0 {
+			body.left = p.maxReq
+		}
+		out.Body = body
+	}
+
+	resp, err := p.transport.RoundTrip(out)
+	if err != nil && body == nil && r.ContentLength == 0 && idempotent(r.Method) && ctx.Err() == nil && !isTimeout(err) {
+		// Nothing was lost on the way: try once more elsewhere.
+		if next := p.pick(up); next != nil {
+			p.failed(ctx, up, err)
+			p.log.LogAttrs(ctx, slog.LevelDebug, "retrying on another upstream",
+				slog.String("upstream", up.name), slog.String("request_id", info.ID), slog.Any("error", err))
+			up = next
+			resp, err = p.transport.RoundTrip(p.outbound(r, up, hdr))
+		}
+	}
+	if err != nil {
+		p.roundTripError(w, r, info, up, body, err)
+		return
+	}
+	p.succeeded(up)
+	defer resp.Body.Close()
+
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		p.serveUpgrade(w, r, info, up, upgrade, resp)
+		return
+	}
+	if p.mask && resp.StatusCode >= 500 {
+		p.maskError(w, r, info, up, resp)
+		return
+	}
+	if p.maxResp > 0 && resp.ContentLength > p.maxResp {
+		p.upstreamError(w, r, info, up, http.StatusBadGateway, "response_too_large",
+			errors.New("upstream response of "+strconv.FormatInt(resp.ContentLength, 10)+" bytes is over the limit"))
+		return
+	}
+
+	h := w.Header()
+	copyResponseHeader(h, resp.Header)
+	if len(resp.Trailer) > 0 {
+		announceTrailers(h, resp.Trailer)
+	}
+	w.WriteHeader(resp.StatusCode)
+	stream := resp.ContentLength < 0 || isEventStream(resp.Header["Content-Type"])
+	if stream {
+		_ = http.NewResponseController(w).Flush()
+	}
+	_, err = copyResponse(w, resp.Body, stream, p.maxResp)
+	switch {
+	case err == nil:
+		for k, vv := range resp.Trailer {
+			h[http.TrailerPrefix+k] = vv
+		}
+	case errors.Is(err, errClientWrite) || ctx.Err() != nil:
+		// The client went away; nothing to tell it.
+	case errors.Is(err, errResponseTooLarge):
+		p.log.LogAttrs(ctx, slog.LevelWarn, "upstream response cut off at the limit",
+			slog.String("upstream", up.name), slog.String("request_id", info.ID), slog.Int64("limit", p.maxResp))
+		panic(http.ErrAbortHandler)
+	default:
+		p.log.LogAttrs(ctx, slog.LevelWarn, "upstream response broke off",
+			slog.String("upstream", up.name), slog.String("request_id", info.ID), slog.Any("error", err))
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// outbound builds the request sent to up: a shallow copy of r with the
+// upstream's URL and host, the sanitised header, and no trailers.
+func (p *Proxy) outbound(r *http.Request, up *upstream, hdr http.Header) *http.Request {
+	out := r.WithContext(r.Context())
+	path, raw := upstreamPath(r.URL, p.strip, up)
+	out.URL = &url.URL{Scheme: up.scheme, Host: up.host, Path: path, RawPath: raw, RawQuery: r.URL.RawQuery}
+	out.Host = ""
+	out.RequestURI = ""
+	out.Header = hdr
+	out.Trailer = nil
+	out.TransferEncoding = nil
+	out.Close = false
+	if r.ContentLength == 0 {
+		out.Body = nil
+	}
+	return out
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isEventStream reports whether a Content-Type is text/event-stream.
+func isEventStream(ct []string) bool {
+	if len(ct) == 0 {
+		return false
+	}
+	v := ct[0]
+	const want = "text/event-stream"
+	return len(v) >= len(want) && strings.EqualFold(v[:len(want)], want) &&
+		(len(v) == len(want) || v[len(want)] == ';' || v[len(want)] == ' ')
+}
+
+// announceTrailers lists the upstream's trailers in the Trailer header.
+func announceTrailers(h http.Header, trailer http.Header) {
+	keys := make([]string, 0, len(trailer))
+	for k := range trailer {
+		keys = append(keys, k)
+	}
+	h["Trailer"] = []string{strings.Join(keys, ", ")}
+}
+
+// roundTripError answers a request whose upstream round trip failed.
+func (p *Proxy) roundTripError(w http.ResponseWriter, r *http.Request, info *request.Info, up *upstream, body *requestBody, err error) {
+	ctx := r.Context()
+	var state int32
+	if body != nil {
+		state = body.state.Load()
+	}
+	switch {
+	case state == bodyTooLarge:
+		p.reject(w, r, info, http.StatusRequestEntityTooLarge, "request body too large", nil)
+	case ctx.Err() != nil || state == bodyClientErr:
+		// The client went away or broke its upload: not the upstream's fault.
+		p.log.LogAttrs(ctx, slog.LevelDebug, "client gave up",
+			slog.String("request_id", info.ID), slog.Any("error", err))
+		p.reject(w, r, info, http.StatusBadRequest, "", nil)
+	case isTimeout(err):
+		p.failed(ctx, up, err)
+		p.upstreamError(w, r, info, up, http.StatusGatewayTimeout, "timeout", err)
+	default:
+		p.failed(ctx, up, err)
+		p.upstreamError(w, r, info, up, http.StatusBadGateway, "unreachable", err)
+	}
+}
+
+// reject answers with a client error problem.
+func (p *Proxy) reject(w http.ResponseWriter, r *http.Request, info *request.Info, status int, detail string, err error) {
+	problem.Write(w, r, info.ID, &problem.Error{Status: status, Detail: detail, Err: err})
+}
+
+// upstreamError logs err, records an upstream.error event and answers with a
+// generic problem of the given status. err never reaches the client.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, info *request.Info, up *upstream, status int, rule string, err error) {
+	ctx := r.Context()
+	name := ""
+	if up != nil {
+		name = up.name
+	}
+	p.log.LogAttrs(ctx, slog.LevelWarn, "upstream request failed",
+		slog.String("upstream", name), slog.String("request_id", info.ID),
+		slog.String("rule", rule), slog.Int("status", status), slog.Any("error", err))
+	p.events.Record(ctx, event.Event{
+		Time: p.now(), Kind: "upstream.error", Outcome: event.Failure,
+		ClientIP: addrString(info.ClientIP), Route: p.route, RequestID: info.ID, Rule: rule,
+		Details: map[string]string{"upstream": name, "status": strconv.Itoa(status)},
+	})
+	problem.Write(w, r, info.ID, &problem.Error{Status: status, Err: err})
+}
+
+// maskError replaces an upstream 5xx answer with a generic problem of the
+// same status. Only Retry-After is kept from the upstream's header.
+func (p *Proxy) maskError(w http.ResponseWriter, r *http.Request, info *request.Info, up *upstream, resp *http.Response) {
+	p.log.LogAttrs(r.Context(), slog.LevelDebug, "upstream error masked",
+		slog.String("upstream", up.name), slog.String("request_id", info.ID), slog.Int("status", resp.StatusCode))
+	// Read a little so that the connection can be reused.
+	bp := getBuf()
+	_, _ = resp.Body.Read(*bp)
+	putBuf(bp)
+	if ra := resp.Header["Retry-After"]; len(ra) > 0 {
+		w.Header()["Retry-After"] = ra
+	}
+	title := http.StatusText(resp.StatusCode)
+	if title == "" {
+		title = "Upstream Error"
+	}
+	problem.Write(w, r, info.ID, &problem.Error{Status: resp.StatusCode, Title: title})
+}

@@ -1,0 +1,186 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/moatgw/moat/internal/clientip"
+	"github.com/moatgw/moat/internal/event"
+	"github.com/moatgw/moat/internal/problem"
+	"github.com/moatgw/moat/internal/request"
+)
+
+// gateway is the HTTPS listener's handler. It reads the current snapshot
+// once per request, so a reload never changes the rules in the middle of a
+// request.
+type gateway struct {
+	s *Server
+}
+
+func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	snap := g.s.snap.Load()
+	info := &request.Info{Start: time.Now(), Scheme: "https"}
+	info.Peer = clientip.PeerAddr(r)
+	info.ClientIP, info.Trusted = snap.trusted.Resolve(info.Peer, r.Header)
+	if info.Trusted {
+		info.ID = trustedRequestID(r.Header.Get("X-Request-Id"))
+	}
+	if info.ID == "" {
+		info.ID = newRequestID()
+	}
+	r = r.WithContext(request.With(r.Context(), info))
+
+	rt, _ := snap.routes.Match(r.Host, r.URL.Path)
+	var rw *responseWriter
+	if rt != nil {
+		rw = newResponseWriter(w, rt.headers)
+	} else {
+		rw = newResponseWriter(w, snap.ownHeaders)
+	}
+	rw.Header().Set("X-Request-Id", info.ID)
+	defer rw.release()
+
+	switch {
+	case !cleanPath(r.URL.Path) || encodedSlash(r.URL.RawPath):
+		// Dot segments, doubled or encoded slashes and NULs could make the
+		// route Moat matched differ from the resource the upstream serves.
+		g.refuse(rw, r, info, snap, "hygiene.path", &problem.Error{Status: http.StatusBadRequest, Detail: "The request path is not in canonical form."})
+	case rt == nil:
+		g.refuse(rw, r, info, snap, "route.none", &problem.Error{Status: http.StatusNotFound})
+	default:
+		info.Route = rt.name
+		switch rt.policy {
+		case policyPublic:
+			rt.handler.ServeHTTP(rw, r)
+		default:
+			g.refuse(rw, r, info, snap, "policy.deny", &problem.Error{Status: http.StatusForbidden})
+		}
+	}
+
+	if rw.status == 0 {
+		rw.status = http.StatusOK // a handler that wrote nothing
+	}
+	elapsed := time.Since(info.Start)
+	if rt != nil {
+		rt.metrics.observe(rw.status, elapsed.Seconds())
+	} else {
+		snap.noRoute.observe(rw.status, elapsed.Seconds())
+	}
+	if snap.accessLog {
+		g.s.logAccess(r, info, rw, elapsed)
+	}
+}
+
+// refuse answers a request Moat itself decided to turn away, and records
+// the decision as a security event.
+func (g gateway) refuse(w http.ResponseWriter, r *http.Request, info *request.Info, snap *snapshot, rule string, e *problem.Error) {
+	w.Header().Set("Content-Security-Policy", ownCSP)
+	if e.Status == http.StatusNotFound {
+		// A plain 404 that reveals nothing about the configured routes.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte("404 page not found\n"))
+	} else {
+		problem.Write(w, r, info.ID, e)
+	}
+	g.s.events.Record(r.Context(), event.Event{
+		Time:      time.Now(),
+		Kind:      "request.denied",
+		Outcome:   event.Denied,
+		ClientIP:  info.ClientIP.String(),
+		Route:     info.Route,
+		RequestID: info.ID,
+		Rule:      rule,
+		Details:   map[string]string{"method": r.Method, "path": truncate(r.URL.Path, 256)},
+	})
+}
+
+// logAccess writes one access-log line. It logs no header, so credentials
+// (Authorization, Cookie, Set-Cookie) never reach it, and the path without
+// its query string, where tokens sometimes travel.
+func (s *Server) logAccess(r *http.Request, info *request.Info, rw *responseWriter, elapsed time.Duration) {
+	s.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("method", r.Method),
+		slog.String("host", truncate(r.Host, 256)),
+		slog.String("path", truncate(r.URL.Path, 1024)),
+		slog.String("route", info.Route),
+		slog.Int("status", rw.status),
+		slog.Int64("bytes", rw.written),
+		slog.Duration("duration", elapsed),
+		slog.String("client_ip", info.ClientIP.String()),
+		slog.String("request_id", info.ID),
+		slog.String("proto", r.Proto),
+	)
+}
+
+// cleanPath reports whether p is an absolute path with no dot segments, no
+// empty segments, no backslashes and no NUL. Browsers and HTTP clients
+// normalise paths before sending, so only crafted requests fail this.
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case 0, '\\':
+			return false
+		case '/':
+			if i+1 < len(p) && p[i+1] == '/' {
+				return false
+			}
+		case '.':
+			if p[i-1] == '/' {
+				rest := p[i+1:]
+				if rest == "" || rest[0] == '/' || (rest[0] == '.' && (len(rest) == 1 || rest[1] == '/')) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// encodedSlash reports whether a raw path has a percent-encoded slash, which
+// upstreams disagree about: some decode it before routing, some do not.
+func encodedSlash(raw string) bool {
+	for i := 0; i+2 < len(raw); i++ {
+		if raw[i] == '%' && raw[i+1] == '2' && (raw[i+2] == 'f' || raw[i+2] == 'F') {
+			return true
+		}
+	}
+	return false
+}
+
+// newRequestID returns 128 random bits in URL-safe base64.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// trustedRequestID returns id when it is a plausible request id (1 to 128
+// characters from a safe alphabet), otherwise "".
+func trustedRequestID(id string) string {
+	if id == "" || len(id) > 128 {
+		return ""
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return ""
+		}
+	}
+	return id
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}

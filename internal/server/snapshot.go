@@ -1,0 +1,164 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/moatgw/moat/internal/clientip"
+	"github.com/moatgw/moat/internal/config"
+	"github.com/moatgw/moat/internal/headers"
+	"github.com/moatgw/moat/internal/proxy"
+	"github.com/moatgw/moat/internal/route"
+)
+
+// ownCSP is the Content-Security-Policy of responses Moat writes itself.
+const ownCSP = headers.OwnPagesCSP
+
+type policy int
+
+const (
+	policyDeny policy = iota // the zero value denies
+	policyPublic
+)
+
+// compiledRoute is one route, ready to serve: everything the request path
+// needs is resolved here, once.
+type compiledRoute struct {
+	name    string
+	policy  policy
+	headers *headers.Set
+	handler http.Handler // the proxy; nil for deny routes
+	proxy   *proxy.Proxy
+	metrics *routeMetrics
+}
+
+// snapshot is an immutable compiled configuration. A reload builds a new
+// one and swaps it in whole.
+type snapshot struct {
+	cfg        *config.Config
+	routes     *route.Table[*compiledRoute]
+	list       []*compiledRoute
+	trusted    *clientip.Trusted
+	ownHeaders *headers.Set // for responses that match no route
+	noRoute    *routeMetrics
+	accessLog  bool
+}
+
+// compile builds a snapshot from a validated config. It starts nothing;
+// start does.
+func (s *Server) compile(cfg *config.Config) (*snapshot, error) {
+	trusted, err := clientip.Parse(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	hsts := &cfg.TLS.HSTS
+	own, err := headers.Compile(cfg.Headers, config.Headers{}, hsts)
+	if err != nil {
+		return nil, fmt.Errorf("headers: %w", err)
+	}
+	snap := &snapshot{
+		cfg:        cfg,
+		trusted:    trusted,
+		ownHeaders: own,
+		noRoute:    s.metrics.forRoute(""),
+		accessLog:  cfg.Log.AccessEnabled(),
+	}
+	var specs []route.Spec[*compiledRoute]
+	var errs []error
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i]
+		cr, err := s.compileRoute(cfg, rc, hsts)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route %q: %w", rc.Name, err))
+			continue
+		}
+		snap.list = append(snap.list, cr)
+		specs = append(specs, route.Spec[*compiledRoute]{Hosts: rc.Hosts, Path: rc.Path, Value: cr})
+	}
+	if err := errors.Join(errs...); err != nil {
+		snap.close()
+		return nil, err
+	}
+	snap.routes, err = route.New(specs)
+	if err != nil {
+		snap.close()
+		return nil, err
+	}
+	return snap, nil
+}
+
+func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config.HSTS) (*compiledRoute, error) {
+	hs, err := headers.Compile(cfg.Headers, rc.Headers, hsts)
+	if err != nil {
+		return nil, fmt.Errorf("headers: %w", err)
+	}
+	cr := &compiledRoute{name: rc.Name, headers: hs, metrics: s.metrics.forRoute(rc.Name)}
+	switch rc.Policy {
+	case "public":
+		cr.policy = policyPublic
+	case "deny":
+		cr.policy = policyDeny
+		return cr, nil // a deny route never reaches an upstream
+	default:
+		return nil, fmt.Errorf("unknown policy %q", rc.Policy)
+	}
+	ups := make([]*url.URL, 0, len(rc.Upstreams))
+	for _, u := range rc.Upstreams {
+		pu, err := url.Parse(u)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %q: %w", u, err)
+		}
+		ups = append(ups, pu)
+	}
+	tlsConf, err := proxy.UpstreamTLSConfig(rc.UpstreamTLS)
+	if err != nil {
+		return nil, err
+	}
+	opts := proxy.Options{
+		Route:           rc.Name,
+		Upstreams:       ups,
+		UpstreamTLS:     tlsConf,
+		MaxFails:        rc.MaxFails,
+		FailTimeout:     rc.FailTimeout.D(),
+		MaxRequestBody:  int64(rc.MaxRequestBody),
+		MaxResponseBody: int64(rc.MaxResponseBody),
+		Timeout:         rc.Timeout.D(),
+		MaskErrors:      rc.MasksErrors(),
+		ReservedHeaders: cfg.ReservedHeaders,
+		Logger:          s.logger.With("route", rc.Name),
+		Events:          s.events,
+	}
+	if rc.StripPrefix {
+		opts.StripPrefix = rc.Path
+	}
+	if hc := rc.HealthCheck; hc != nil {
+		opts.HealthCheck = &proxy.HealthCheck{Path: hc.Path, Interval: hc.Interval.D(), Timeout: hc.Timeout.D()}
+	}
+	p, err := proxy.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	cr.proxy, cr.handler = p, p
+	return cr, nil
+}
+
+// start begins the snapshot's background work (health checks).
+func (snap *snapshot) start(ctx context.Context) {
+	for _, r := range snap.list {
+		if r.proxy != nil {
+			r.proxy.Start(ctx)
+		}
+	}
+}
+
+// close stops the snapshot's background work and idle connections.
+func (snap *snapshot) close() {
+	for _, r := range snap.list {
+		if r.proxy != nil {
+			r.proxy.Close()
+		}
+	}
+}
