@@ -279,7 +279,9 @@ func (a *ACMESource) HTTPChallengeHandler(next http.Handler) http.Handler {
 	})
 }
 
-// Close stops certificate management. It is safe to call more than once.
+// Close stops certificate management. An ACME request in flight ends at its
+// next cancellation check, shortly after Close returns. It is safe to call
+// more than once.
 func (a *ACMESource) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()

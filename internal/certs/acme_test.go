@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +51,7 @@ func TestACMEWithPebble(t *testing.T) {
 			p := startPebble(t, bin, ca, dnsAddr, portOf(t, httpLn), portOf(t, tlsLn))
 
 			logger, logs := testLogger(t)
-			dataDir := t.TempDir()
+			dataDir := acmeDataDir(t)
 			cfg := config.TLS{ACME: &config.ACME{
 				Domains:    []string{tc.domain},
 				Email:      "ops@moat.test",
@@ -176,6 +177,24 @@ func TestACMEWithPebble(t *testing.T) {
 			})
 		})
 	}
+}
+
+// acmeDataDir returns a data directory removed when the test ends. ACME
+// work cancelled by Close may still touch its storage for a moment, which
+// t.TempDir's cleanup would report as an error.
+func acmeDataDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "moat-acme-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for os.RemoveAll(dir) != nil && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	return dir
 }
 
 // waitForCertificate dials addr until it serves a certificate for domain
@@ -435,4 +454,90 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestACMEStartListeners(t *testing.T) {
+	tests := []struct {
+		name        string
+		challenges  []string
+		ln          Listeners
+		wantErr     bool
+		wantHTTP01  bool
+		wantTLSALPN bool
+		wantHost    string
+		wantHTTP    int
+		wantTLS     int
+	}{
+		{name: "both challenges, both listeners", ln: Listeners{HTTP: "127.0.0.1:8080", HTTPS: "127.0.0.1:8443"},
+			wantHTTP01: true, wantTLSALPN: true, wantHost: "127.0.0.1", wantHTTP: 8080, wantTLS: 8443},
+		{name: "both challenges, no plain listener", ln: Listeners{HTTPS: "[::]:443"},
+			wantTLSALPN: true, wantHost: "::", wantTLS: 443},
+		{name: "listeners on different hosts", ln: Listeners{HTTP: "10.0.0.1:80", HTTPS: "10.0.0.2:443"},
+			wantHTTP01: true, wantTLSALPN: true, wantHost: "", wantHTTP: 80, wantTLS: 443},
+		{name: "http-01 only, no plain listener", challenges: []string{"http-01"}, ln: Listeners{HTTPS: ":443"}, wantErr: true},
+		{name: "tls-alpn-01 only", challenges: []string{"tls-alpn-01"}, ln: Listeners{HTTP: ":80", HTTPS: ":443"},
+			wantTLSALPN: true, wantTLS: 443},
+		{name: "unbound port", ln: Listeners{HTTPS: "127.0.0.1:https"}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			logger, _ := testLogger(t)
+			a, err := NewACME(&config.ACME{
+				Domains:    []string{"moat.example"},
+				CA:         "https://127.0.0.1:1/dir", // nothing listens: no request leaves the machine
+				Challenges: tc.challenges,
+				AcceptTOS:  true,
+			}, acmeDataDir(t), logger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			err = a.Start(t.Context(), tc.ln)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("Start succeeded, want an error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			iss := a.issuer.Load()
+			if !iss.DisableHTTPChallenge != tc.wantHTTP01 || !iss.DisableTLSALPNChallenge != tc.wantTLSALPN {
+				t.Errorf("http-01 %v, tls-alpn-01 %v; want %v, %v",
+					!iss.DisableHTTPChallenge, !iss.DisableTLSALPNChallenge, tc.wantHTTP01, tc.wantTLSALPN)
+			}
+			if iss.ListenHost != tc.wantHost || iss.AltHTTPPort != tc.wantHTTP || iss.AltTLSALPNPort != tc.wantTLS {
+				t.Errorf("listen host %q, ports %d/%d; want %q, %d/%d",
+					iss.ListenHost, iss.AltHTTPPort, iss.AltTLSALPNPort, tc.wantHost, tc.wantHTTP, tc.wantTLS)
+			}
+			if err := a.Start(t.Context(), tc.ln); err == nil {
+				t.Error("second Start succeeded")
+			}
+		})
+	}
+}
+
+func TestACMEBeforeStart(t *testing.T) {
+	a, err := NewACME(&config.ACME{Domains: []string{"moat.example"}, AcceptTOS: true}, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.GetCertificate(&tls.ClientHelloInfo{ServerName: "moat.example"}); err == nil {
+		t.Error("GetCertificate before Start succeeded")
+	}
+	h := a.HTTPChallengeHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/.well-known/acme-challenge/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTeapot {
+		t.Errorf("status %d, want next's %d", resp.StatusCode, http.StatusTeapot)
+	}
 }

@@ -43,12 +43,12 @@ const ACMETLSALPNProtocol = acmez.ACMETLS1Protocol
 //   - TLS 1.2 suites: only ECDHE key exchange, for forward secrecy, with an
 //     AEAD cipher (AES-GCM or ChaCha20-Poly1305), as RFC 9325 (BCP 195,
 //     https://www.rfc-editor.org/rfc/rfc9325#section-4.2) recommends. CBC
-//     suites are left out for their padding-oracle history (Lucky13) and
-//     because they authenticate with SHA-1 HMAC; RSA key exchange for its
-//     missing forward secrecy. Every remaining suite is on HTTP/2's allowed
-//     list (RFC 9113, section 9.2.2). The order is not ours to set: Go orders
-//     suites itself and puts ChaCha20 first for clients without AES hardware.
-//     TLS 1.3 suites are all AEAD and are not configurable in Go.
+//     suites are left out: their MAC-then-encrypt construction is what
+//     padding-oracle attacks such as Lucky Thirteen exploit. RSA key
+//     exchange is left out for its missing forward secrecy. Every remaining
+//     suite is on HTTP/2's allowed list (RFC 9113, section 9.2.2). The order
+//     is not ours to set: Go puts AES-GCM first unless the client signals it
+//     has no AES hardware. TLS 1.3 suites are all AEAD and not configurable.
 //   - Key exchange: the hybrid post-quantum X25519MLKEM768
 //     (https://datatracker.ietf.org/doc/draft-ietf-tls-ecdhe-mlkem/), which
 //     Go 1.24 and later offer by default and current browsers send, so that a
@@ -190,8 +190,9 @@ func (m *Manager) Dev() *DevSource { return m.dev }
 // Reload method lets a config reload pick up changed files at once.
 func (m *Manager) Files() *FileSource { return m.file }
 
-// Close stops background work and waits for it to end. It is safe to call
-// more than once.
+// Close stops background work: it waits for file polling to end, and stops
+// ACME management (an ACME request in flight ends shortly after). It is safe
+// to call more than once.
 func (m *Manager) Close() error {
 	var err error
 	m.once.Do(func() {

@@ -246,7 +246,6 @@ func (d *DevSource) ensureLeaf() error {
 		reason = "host list changed"
 	}
 	if reason == "" {
-		pair.Certificate = append(pair.Certificate, d.caCert.Raw)
 		d.cert.Store(pair)
 		return nil
 	}
@@ -298,7 +297,7 @@ func (d *DevSource) issueLeaf(reason string) error {
 		return err
 	}
 	d.cert.Store(&tls.Certificate{
-		Certificate: [][]byte{der, d.caCert.Raw},
+		Certificate: [][]byte{der},
 		PrivateKey:  key,
 		Leaf:        leaf,
 	})

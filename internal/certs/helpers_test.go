@@ -15,11 +15,13 @@ import (
 )
 
 // logRecorder is a slog.Handler that writes to the test's output and counts
-// messages, so that a test can wait for one.
+// messages, so that a test can wait for one. Records that arrive after the
+// test ended (from ACME work still winding down) are dropped.
 type logRecorder struct {
 	inner slog.Handler
 	mu    *sync.Mutex
 	seen  map[string]int
+	ended *bool
 }
 
 func testLogger(t *testing.T) (*slog.Logger, *logRecorder) {
@@ -28,7 +30,13 @@ func testLogger(t *testing.T) (*slog.Logger, *logRecorder) {
 		inner: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}),
 		mu:    new(sync.Mutex),
 		seen:  make(map[string]int),
+		ended: new(bool),
 	}
+	t.Cleanup(func() {
+		r.mu.Lock()
+		*r.ended = true
+		r.mu.Unlock()
+	})
 	return slog.New(r), r
 }
 
@@ -36,8 +44,11 @@ func (r *logRecorder) Enabled(ctx context.Context, l slog.Level) bool { return t
 
 func (r *logRecorder) Handle(ctx context.Context, rec slog.Record) error {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if *r.ended {
+		return nil
+	}
 	r.seen[rec.Message]++
-	r.mu.Unlock()
 	return r.inner.Handle(ctx, rec)
 }
 

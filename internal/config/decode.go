@@ -44,7 +44,8 @@ func Load(path string) (*Config, error) {
 // Parse decodes a configuration from data strictly (unknown keys, wrong
 // types, duplicate keys, several documents and empty files are errors),
 // applies defaults and validates the result. filename is used in error
-// messages only. Any error is of type Problems.
+// messages only. Any error is of type Problems. Parse is safe for
+// concurrent use.
 func Parse(filename string, data []byte) (*Config, error) {
 	c, err := decode(filename, data)
 	if err != nil {

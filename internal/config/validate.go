@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/mail"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -162,6 +163,10 @@ func (v *validator) acme(a ACME, l Listen) {
 		p := indexPath("tls.acme.domains", i)
 		if strings.Contains(d, "*") {
 			v.add(p, "wildcard names need the DNS-01 challenge, which Moat does not support: list each name")
+			continue
+		}
+		if _, err := netip.ParseAddr(d); err == nil {
+			v.add(p, "%q: want a DNS name, not an IP address", d)
 			continue
 		}
 		if err := checkDNSName(d); err != nil {

@@ -139,9 +139,12 @@ func TestValidateRules(t *testing.T) {
 		}, "tls.certificates[0].key", "no such file"},
 		{"bad dev host", func(c *Config) { c.TLS.Dev.Hosts = []string{"local host"} }, "tls.dev.hosts[0]", "not allowed"},
 		{"short HSTS max-age", func(c *Config) { c.TLS.HSTS.MaxAge = Duration(30 * day) }, "tls.hsts.max_age", "must be at least 365d (one year), got 30d"},
-		{"acme without domains", func(c *Config) { c.TLS.Dev, c.TLS.ACME = nil, &ACME{AcceptTOS: true, Challenges: []string{"tls-alpn-01"}} }, "tls.acme.domains", "at least one domain"},
+		{"acme without domains", func(c *Config) {
+			c.TLS.Dev, c.TLS.ACME = nil, &ACME{AcceptTOS: true, Challenges: []string{"tls-alpn-01"}}
+		}, "tls.acme.domains", "at least one domain"},
 		{"acme wildcard domain", func(c *Config) { c.TLS.Dev, c.TLS.ACME = nil, acme("*.example.com") }, "tls.acme.domains[0]", "DNS-01"},
-		{"acme IP domain", func(c *Config) { c.TLS.Dev, c.TLS.ACME = nil, acme("192.0.2.1", "x_y.com") }, "tls.acme.domains[1]", "not allowed"},
+		{"acme IP domain", func(c *Config) { c.TLS.Dev, c.TLS.ACME = nil, acme("192.0.2.1") }, "tls.acme.domains[0]", "want a DNS name, not an IP address"},
+		{"acme invalid domain", func(c *Config) { c.TLS.Dev, c.TLS.ACME = nil, acme("example.com", "x_y.com") }, "tls.acme.domains[1]", "not allowed"},
 		{"acme unknown challenge", func(c *Config) {
 			c.TLS.Dev, c.TLS.ACME = nil, acme("example.com")
 			c.TLS.ACME.Challenges = []string{"dns-01"}
@@ -219,7 +222,9 @@ func TestValidateAccepts(t *testing.T) {
 		{"the base", func(*Config) {}},
 		{"deny route without upstreams", func(c *Config) { c.Routes[0].Policy, c.Routes[0].Upstreams = PolicyDeny, nil }},
 		{"same path on other hosts", func(c *Config) { c.Routes[1].Hosts, c.Routes[1].Path = []string{"*.example.com"}, "/v1" }},
-		{"IP and wildcard hosts", func(c *Config) { c.Routes[0].Hosts = []string{"192.0.2.1", "2001:db8::1", "*.api.example.com", "localhost"} }},
+		{"IP and wildcard hosts", func(c *Config) {
+			c.Routes[0].Hosts = []string{"192.0.2.1", "2001:db8::1", "*.api.example.com", "localhost"}
+		}},
 		{"certificate files", func(c *Config) {
 			c.TLS.Dev, c.TLS.Certificates = nil, []Certificate{{Cert: files.cert, Key: files.key}}
 		}},

@@ -103,15 +103,10 @@ func responseDrop(cn string) bool {
 	return false
 }
 
-// connTokens holds the header names listed in Connection. Most requests list
-// none or one, so a small array avoids allocating.
-type connTokens struct {
-	fixed [4]string
-	list  []string
-}
-
-func (t *connTokens) parse(values []string) {
-	t.list = t.fixed[:0]
+// connTokens appends to dst the header names listed in Connection values.
+// Callers pass a small stack array so that the usual one or two names cost
+// no allocation.
+func connTokens(dst []string, values []string) []string {
 	for _, v := range values {
 		for v != "" {
 			var tok string
@@ -121,20 +116,45 @@ func (t *connTokens) parse(values []string) {
 				tok, v = v, ""
 			}
 			if tok = strings.TrimSpace(tok); tok != "" {
-				t.list = append(t.list, tok)
+				dst = append(dst, tok)
 			}
 		}
 	}
+	return dst
 }
 
-// has reports whether the canonical name cn is listed.
-func (t *connTokens) has(cn string) bool {
-	for _, tok := range t.list {
-		if len(tok) == len(cn) && canonicalName(tok) == cn {
+// named reports whether the canonical name cn is among the Connection
+// tokens, compared as canonicalName would.
+func named(tokens []string, cn string) bool {
+	for _, tok := range tokens {
+		if len(tok) == len(cn) && sameName(tok, cn) {
 			return true
 		}
 	}
 	return false
+}
+
+// sameName reports whether a and the canonical name cn, of equal length,
+// are the same header name: ASCII case and '_' against '-' do not matter.
+func sameName(a, cn string) bool {
+	for i := 0; i < len(a); i++ {
+		c, d := a[i], cn[i]
+		if c == d {
+			continue
+		}
+		if c == '_' {
+			c = '-'
+		} else if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
 }
 
 // hasToken reports whether a comma-separated header holds token, ignoring case.
@@ -189,8 +209,8 @@ var (
 // the protocol being switched to or "". in is not modified.
 func (p *Proxy) outboundHeader(in http.Header, info *request.Info, host, upgrade string) http.Header {
 	out := make(http.Header, len(in)+6)
-	var conn connTokens
-	conn.parse(in["Connection"])
+	var buf [4]string
+	conn := connTokens(buf[:0], in["Connection"])
 	for k, vv := range in {
 		cn := canonicalName(k)
 		switch requestAction(cn) {
@@ -201,7 +221,7 @@ func (p *Proxy) outboundHeader(in http.Header, info *request.Info, host, upgrade
 				continue
 			}
 		}
-		if p.reserved(cn) || conn.has(cn) {
+		if p.reserved(cn) || named(conn, cn) {
 			continue
 		}
 		out[k] = vv
@@ -380,11 +400,11 @@ func isQuotable(s string) bool {
 // leaving out hop-by-hop headers, those named in Connection and banners.
 // Value slices are shared, not copied.
 func copyResponseHeader(dst, src http.Header) {
-	var conn connTokens
-	conn.parse(src["Connection"])
+	var buf [4]string
+	conn := connTokens(buf[:0], src["Connection"])
 	for k, vv := range src {
 		cn := canonicalName(k)
-		if responseDrop(cn) || conn.has(cn) {
+		if responseDrop(cn) || named(conn, cn) {
 			continue
 		}
 		if prev, ok := dst[k]; ok {

@@ -6,6 +6,8 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"os"
+	"strconv"
+	"time"
 	"testing"
 
 	"github.com/moatgw/moat/internal/request"
@@ -30,5 +32,9 @@ func TestServeForMeasurement(t *testing.T) {
 		rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() }}
 		h = http.HandlerFunc(rp.ServeHTTP)
 	}
-	t.Fatal(http.ListenAndServe(addr, h))
+	srv := &http.Server{Addr: addr, Handler: h}
+	if secs, _ := strconv.Atoi(os.Getenv("PROXY_MEASURE_SECS")); secs > 0 {
+		time.AfterFunc(time.Duration(secs)*time.Second, func() { srv.Close() })
+	}
+	_ = srv.ListenAndServe()
 }
