@@ -52,11 +52,12 @@ type ACMESource struct {
 	http01  bool // wanted by the config
 	tlsALPN bool
 
-	mu      sync.Mutex // guards started, cache, cancel
+	mu      sync.Mutex // guards started, closed, cache, cancel, storage
 	started bool
 	closed  bool
 	cache   *certmagic.Cache
 	cancel  context.CancelFunc
+	storage *closingStorage
 
 	magic  atomic.Pointer[certmagic.Config]
 	issuer atomic.Pointer[certmagic.ACMEIssuer]
@@ -136,9 +137,6 @@ func NewACME(cfg *config.ACME, dataDir string, logger *slog.Logger) (*ACMESource
 	return a, nil
 }
 
-// Domains returns the names certificates are managed for.
-func (a *ACMESource) Domains() []string { return slices.Clone(a.domains) }
-
 // Start loads certificates from storage and obtains or renews the rest in
 // the background, retrying failures, until ctx ends or Close is called. The
 // listeners in ln must already accept connections: CertMagic would otherwise
@@ -172,8 +170,9 @@ func (a *ACMESource) Start(ctx context.Context, ln Listeners) error {
 		},
 		Logger: a.zap,
 	})
+	storage := &closingStorage{fs: &certmagic.FileStorage{Path: a.dir}}
 	magic := certmagic.New(cache, certmagic.Config{
-		Storage:           &certmagic.FileStorage{Path: a.dir},
+		Storage:           storage,
 		DefaultServerName: a.domains[0],
 		OnEvent:           a.onEvent,
 		ShouldEmitFunc:    func(name string) bool { return name == "cert_obtained" },
@@ -199,9 +198,12 @@ func (a *ACMESource) Start(ctx context.Context, ln Listeners) error {
 	if err := magic.ManageAsync(mctx, a.domains); err != nil {
 		cancel()
 		cache.Stop()
+		storage.close()
+		a.magic.Store(nil)
+		a.issuer.Store(nil)
 		return fmt.Errorf("acme: %w", err)
 	}
-	a.started, a.cache, a.cancel = true, cache, cancel
+	a.started, a.cache, a.cancel, a.storage = true, cache, cancel, storage
 	var challenges []string
 	if http01 {
 		challenges = append(challenges, ChallengeHTTP01)
@@ -280,8 +282,8 @@ func (a *ACMESource) HTTPChallengeHandler(next http.Handler) http.Handler {
 }
 
 // Close stops certificate management. An ACME request in flight ends at its
-// next cancellation check, shortly after Close returns. It is safe to call
-// more than once.
+// next cancellation check, shortly after Close returns, but it can no longer
+// write to the data directory by then. It is safe to call more than once.
 func (a *ACMESource) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -292,6 +294,111 @@ func (a *ACMESource) Close() error {
 	if a.started {
 		a.cancel()
 		a.cache.Stop()
+		a.storage.close()
 	}
 	return nil
 }
+
+// errStorageClosed is returned by a closed closingStorage.
+var errStorageClosed = errors.New("acme: storage closed")
+
+// closingStorage is CertMagic's file storage with an end: once closed it
+// refuses every operation that could create a file, and closing waits for
+// the operations in flight. ACME work cancelled by Close may take a moment
+// to notice; this way it can no longer write into the data directory.
+// Unlock and Delete stay allowed, so that no stale lock or challenge token
+// is left behind.
+type closingStorage struct {
+	fs     *certmagic.FileStorage
+	mu     sync.RWMutex // read-held by each operation, write-held to close
+	closed bool
+}
+
+var (
+	_ certmagic.Storage   = (*closingStorage)(nil)
+	_ certmagic.TryLocker = (*closingStorage)(nil)
+)
+
+// begin starts an operation; it reports false when the storage is closed.
+// The caller must call s.mu.RUnlock when begin returns true.
+func (s *closingStorage) begin() bool {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return false
+	}
+	return true
+}
+
+// close refuses further operations and waits for those in flight.
+func (s *closingStorage) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
+
+func (s *closingStorage) Lock(ctx context.Context, name string) error {
+	if !s.begin() {
+		return errStorageClosed
+	}
+	defer s.mu.RUnlock()
+	return s.fs.Lock(ctx, name)
+}
+
+func (s *closingStorage) TryLock(ctx context.Context, name string) (bool, error) {
+	if !s.begin() {
+		return false, errStorageClosed
+	}
+	defer s.mu.RUnlock()
+	return s.fs.TryLock(ctx, name)
+}
+
+func (s *closingStorage) Unlock(ctx context.Context, name string) error {
+	return s.fs.Unlock(ctx, name)
+}
+
+func (s *closingStorage) Store(ctx context.Context, key string, value []byte) error {
+	if !s.begin() {
+		return errStorageClosed
+	}
+	defer s.mu.RUnlock()
+	return s.fs.Store(ctx, key, value)
+}
+
+func (s *closingStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	if !s.begin() {
+		return nil, errStorageClosed
+	}
+	defer s.mu.RUnlock()
+	return s.fs.Load(ctx, key)
+}
+
+func (s *closingStorage) Delete(ctx context.Context, key string) error {
+	return s.fs.Delete(ctx, key)
+}
+
+func (s *closingStorage) Exists(ctx context.Context, key string) bool {
+	if !s.begin() {
+		return false
+	}
+	defer s.mu.RUnlock()
+	return s.fs.Exists(ctx, key)
+}
+
+func (s *closingStorage) List(ctx context.Context, path string, recursive bool) ([]string, error) {
+	if !s.begin() {
+		return nil, errStorageClosed
+	}
+	defer s.mu.RUnlock()
+	return s.fs.List(ctx, path, recursive)
+}
+
+func (s *closingStorage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
+	if !s.begin() {
+		return certmagic.KeyInfo{}, errStorageClosed
+	}
+	defer s.mu.RUnlock()
+	return s.fs.Stat(ctx, key)
+}
+
+func (s *closingStorage) String() string { return s.fs.String() }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/miekg/dns"
 
 	"github.com/moatgw/moat/internal/certs/certstest"
@@ -51,7 +53,7 @@ func TestACMEWithPebble(t *testing.T) {
 			p := startPebble(t, bin, ca, dnsAddr, portOf(t, httpLn), portOf(t, tlsLn))
 
 			logger, logs := testLogger(t)
-			dataDir := acmeDataDir(t)
+			dataDir := t.TempDir()
 			cfg := config.TLS{ACME: &config.ACME{
 				Domains:    []string{tc.domain},
 				Email:      "ops@moat.test",
@@ -179,24 +181,6 @@ func TestACMEWithPebble(t *testing.T) {
 	}
 }
 
-// acmeDataDir returns a data directory removed when the test ends. ACME
-// work cancelled by Close may still touch its storage for a moment, which
-// t.TempDir's cleanup would report as an error.
-func acmeDataDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "moat-acme-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for os.RemoveAll(dir) != nil && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
-	return dir
-}
-
 // waitForCertificate dials addr until it serves a certificate for domain
 // that verifies against roots.
 func waitForCertificate(t *testing.T, addr, domain string, roots *x509.CertPool) tls.ConnectionState {
@@ -289,23 +273,48 @@ type pebble struct {
 }
 
 // startPebble runs Pebble with its validation authority pointed at
-// httpPort and tlsPort on whatever dnsAddr resolves names to.
+// httpPort and tlsPort on whatever dnsAddr resolves names to. Pebble's own
+// ports are picked free just before it starts; should another process take
+// one first, Pebble exits and is started again on new ports.
 func startPebble(t *testing.T, bin string, ca *certstest.CA, dnsAddr string, httpPort, tlsPort int) *pebble {
 	t.Helper()
-	dir := t.TempDir()
 	certFile, keyFile := ca.Leaf(t, "127.0.0.1", "localhost")
-	listen, mgmt := freeAddr(t), freeAddr(t)
-	conf := map[string]any{"pebble": map[string]any{
-		"listenAddress":           listen,
-		"managementListenAddress": mgmt,
-		"certificate":             certFile,
-		"privateKey":              keyFile,
-		"httpPort":                httpPort,
-		"tlsPort":                 tlsPort,
-		"ocspResponderURL":        "",
-		"retryAfter":              map[string]int{"authz": 1, "order": 1},
-		"keyAlgorithm":            "ecdsa",
-	}}
+	client := &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}},
+	}
+	t.Cleanup(client.CloseIdleConnections)
+	var lastErr error
+	for attempt := 1; attempt <= 3; attempt++ {
+		p := &pebble{mgmt: freeAddr(t), client: client}
+		listen := freeAddr(t)
+		p.directory = "https://" + listen + "/dir"
+		conf := map[string]any{"pebble": map[string]any{
+			"listenAddress":           listen,
+			"managementListenAddress": p.mgmt,
+			"certificate":             certFile,
+			"privateKey":              keyFile,
+			"httpPort":                httpPort,
+			"tlsPort":                 tlsPort,
+			"ocspResponderURL":        "",
+			"retryAfter":              map[string]int{"authz": 1, "order": 1},
+			"keyAlgorithm":            "ecdsa",
+		}}
+		if lastErr = runPebble(t, bin, conf, dnsAddr, p); lastErr == nil {
+			return p
+		}
+		t.Logf("pebble attempt %d: %v", attempt, lastErr)
+	}
+	t.Fatalf("pebble did not start: %v", lastErr)
+	return nil
+}
+
+// runPebble starts Pebble with conf and waits until both its directory and
+// its management interface answer. It returns an error when Pebble exits
+// first.
+func runPebble(t *testing.T, bin string, conf map[string]any, dnsAddr string, p *pebble) error {
+	t.Helper()
+	dir := t.TempDir()
 	data, err := json.Marshal(conf)
 	if err != nil {
 		t.Fatal(err)
@@ -327,37 +336,47 @@ func startPebble(t *testing.T, bin string, ca *certstest.CA, dnsAddr string, htt
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 		if t.Failed() {
 			t.Logf("pebble output:\n%s", out)
 		}
 	})
 
-	p := &pebble{
-		directory: "https://" + listen + "/dir",
-		mgmt:      mgmt,
-		client: &http.Client{
-			Timeout:   5 * time.Second,
-			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}},
-		},
+	ready := func(url string) error {
+		resp, err := p.client.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
 	}
-	t.Cleanup(p.client.CloseIdleConnections)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := p.client.Get(p.directory)
+		err := ready(p.directory)
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-			err = errors.New(resp.Status)
+			err = ready("https://" + p.mgmt + "/roots/0")
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("pebble exited: %s", out)
+		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("pebble not ready within 15s: %v\n%s", err, out)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -487,7 +506,7 @@ func TestACMEStartListeners(t *testing.T) {
 				CA:         "https://127.0.0.1:1/dir", // nothing listens: no request leaves the machine
 				Challenges: tc.challenges,
 				AcceptTOS:  true,
-			}, acmeDataDir(t), logger)
+			}, t.TempDir(), logger)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -539,5 +558,44 @@ func TestACMEBeforeStart(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusTeapot {
 		t.Errorf("status %d, want next's %d", resp.StatusCode, http.StatusTeapot)
+	}
+}
+
+func TestClosingStorage(t *testing.T) {
+	ctx := t.Context()
+	s := &closingStorage{fs: &certmagic.FileStorage{Path: t.TempDir()}}
+	if err := s.Store(ctx, "kept", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Lock(ctx, "held"); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+
+	tests := []struct {
+		name    string
+		op      func() error
+		wantErr bool
+	}{
+		{"Store refused", func() error { return s.Store(ctx, "new", []byte("x")) }, true},
+		{"Lock refused", func() error { return s.Lock(ctx, "other") }, true},
+		{"TryLock refused", func() error { _, err := s.TryLock(ctx, "other"); return err }, true},
+		{"Load refused", func() error { _, err := s.Load(ctx, "kept"); return err }, true},
+		{"Unlock allowed", func() error { return s.Unlock(ctx, "held") }, false},
+		{"Delete allowed", func() error { return s.Delete(ctx, "kept") }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.op()
+			if tc.wantErr && !errors.Is(err, errStorageClosed) {
+				t.Errorf("error %v, want errStorageClosed", err)
+			}
+			if !tc.wantErr && err != nil {
+				t.Errorf("error %v, want success", err)
+			}
+		})
+	}
+	if s.fs.Exists(ctx, "new") || s.fs.Exists(ctx, "kept") {
+		t.Error("storage changed by refused writes, or Delete did not delete")
 	}
 }

@@ -43,9 +43,9 @@ const (
 	devRetryEvery = time.Hour
 )
 
-// DefaultDevHosts are the names the development certificate covers when the
+// defaultDevHosts are the names the development certificate covers when the
 // config names none.
-var DefaultDevHosts = []string{"localhost", "127.0.0.1", "::1"}
+var defaultDevHosts = []string{"localhost", "127.0.0.1", "::1"}
 
 // DevSource serves a certificate issued by a local development CA that Moat
 // creates in its data directory. Nothing outside the data directory is
@@ -65,11 +65,12 @@ type DevSource struct {
 }
 
 // EnsureDev makes sure that dataDir/tls (mode 0700) holds a development CA
-// (ECDSA P-256, valid 10 years) and a certificate it issued for hosts (DNS
-// names and IP addresses, DefaultDevHosts when empty), valid one year. Files
-// from an earlier start are reused; the certificate is issued again when it
-// is within 30 days of expiry, when hosts changed or when the CA changed.
-// Keys are written with mode 0600, certificates 0644.
+// (ECDSA P-256, valid 10 years) and a certificate it issued, valid one year,
+// for hosts: DNS names and IP addresses, by default localhost, 127.0.0.1 and
+// ::1. Files from an earlier start are reused; the certificate is issued
+// again when it is within 30 days of expiry, when hosts changed or when the
+// CA changed. Keys are written with mode 0600, certificates 0644. A key
+// file readable or writable by group or others is an error.
 func EnsureDev(dataDir string, hosts []string, logger *slog.Logger) (*DevSource, error) {
 	if dataDir == "" {
 		return nil, errors.New("development tls: data directory is not set")
@@ -78,7 +79,7 @@ func EnsureDev(dataDir string, hosts []string, logger *slog.Logger) (*DevSource,
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if len(hosts) == 0 {
-		hosts = DefaultDevHosts
+		hosts = defaultDevHosts
 	}
 	d := &DevSource{
 		logger: logger.With("component", "tls"),
@@ -114,17 +115,23 @@ func (d *DevSource) CertPath() string { return filepath.Join(d.dir, devCertName)
 func (d *DevSource) TrustHint() string {
 	ca := d.CACertPath()
 	host := "localhost"
-	if len(d.dns) > 0 {
+	switch {
+	case slices.Contains(d.dns, "localhost"):
+	case len(d.dns) > 0:
 		host = d.dns[0]
+	case len(d.ips) > 0 && d.ips[0].Is4():
+		host = d.ips[0].String()
+	case len(d.ips) > 0:
+		host = "[" + d.ips[0].String() + "]"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Moat's development certificate is issued by a local CA: %s\n", ca)
-	fmt.Fprintf(&b, "Clients must trust that CA (Moat does not install it anywhere):\n")
+	b.WriteString("Clients must trust that CA (Moat does not install it anywhere):\n")
 	fmt.Fprintf(&b, "  curl:          curl --cacert %s https://%s:<port>/\n", ca, host)
 	fmt.Fprintf(&b, "  Debian/Ubuntu: sudo cp %s /usr/local/share/ca-certificates/moat-dev-ca.crt && sudo update-ca-certificates\n", ca)
 	fmt.Fprintf(&b, "  macOS:         sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain %s\n", ca)
-	fmt.Fprintf(&b, "  Firefox keeps its own list: Settings > Privacy & Security > Certificates > View Certificates > Authorities > Import.\n")
-	fmt.Fprintf(&b, "  Chrome uses the system list on macOS and Windows; on Linux import it in chrome://certificate-manager.\n")
+	b.WriteString("  Firefox keeps its own list: Settings > Privacy & Security > Certificates > View Certificates > Authorities > Import.\n")
+	b.WriteString("  Chrome uses the system list on macOS and Windows; on Linux import it in chrome://certificate-manager.\n")
 	fmt.Fprintf(&b, "Whoever holds %s can issue certificates your machine will trust: keep it private, and remove the CA from the trust stores when done.\n",
 		filepath.Join(d.dir, devCAKeyName))
 	return b.String()

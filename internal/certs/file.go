@@ -110,8 +110,7 @@ func (s *FileSource) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 }
 
 // pick returns the first candidate the client supports, or the first
-// candidate when it supports none (the handshake then fails with the
-// client's own, clearer, error).
+// candidate when it supports none (the handshake then fails, as it must).
 func pick(hello *tls.ClientHelloInfo, candidates []*tls.Certificate) *tls.Certificate {
 	if len(candidates) == 0 {
 		return nil

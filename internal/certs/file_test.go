@@ -343,3 +343,26 @@ func FuzzFileSourceServerName(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkFileSourceGetCertificate(b *testing.B) {
+	ca := certstest.NewCA(b)
+	var certs []config.Certificate
+	for _, name := range []string{"a.moat.test", "b.moat.test", "*.w.moat.test"} {
+		certFile, keyFile := ca.Leaf(b, name)
+		certs = append(certs, config.Certificate{Cert: certFile, Key: keyFile})
+	}
+	fs, err := NewFileSource(certs, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sni := range []string{"b.moat.test", "x.w.moat.test", "unknown.moat.test"} {
+		b.Run(sni, func(b *testing.B) {
+			hello := &tls.ClientHelloInfo{ServerName: sni}
+			for b.Loop() {
+				if _, err := fs.GetCertificate(hello); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -154,6 +154,6 @@ func BenchmarkOutboundHeader(b *testing.B) {
 		Peer: netip.MustParseAddr("198.51.100.1"), Scheme: "https"}
 	b.ReportAllocs()
 	for b.Loop() {
-		p.outboundHeader(in, info, "app.example", "")
+		p.outboundHeader(in, info, "app.example", "", new([numSlots]string))
 	}
 }

@@ -192,13 +192,19 @@ func upgradeType(r *http.Request) string {
 	return up[0]
 }
 
-var (
-	valueHTTP      = []string{"http"}
-	valueHTTPS     = []string{"https"}
-	valueUpgrade   = []string{"Upgrade"}
-	valueTrailers  = []string{"trailers"}
-	valueEmpty     = []string{""}
-	forwardedProto = map[string][]string{"http": valueHTTP, "https": valueHTTPS}
+// Slots in the array that holds the values of the headers Moat sets.
+const (
+	slotFor = iota
+	slotRealIP
+	slotProto
+	slotHost
+	slotForwarded
+	slotRequestID
+	slotConnection
+	slotUpgrade
+	slotTE
+	slotUserAgent
+	numSlots
 )
 
 // outboundHeader builds the header sent to the upstream from the client's
@@ -206,8 +212,9 @@ var (
 // X-Moat-* and reserved headers removed in every spelling, client-address
 // headers dropped unless the peer is a trusted proxy, and the forwarding
 // headers rebuilt from info. host is the Host the client asked for, upgrade
-// the protocol being switched to or "". in is not modified.
-func (p *Proxy) outboundHeader(in http.Header, info *request.Info, host, upgrade string) http.Header {
+// the protocol being switched to or "". The single values Moat sets are
+// stored in vals, to save allocations. in is not modified.
+func (p *Proxy) outboundHeader(in http.Header, info *request.Info, host, upgrade string, vals *[numSlots]string) http.Header {
 	out := make(http.Header, len(in)+6)
 	var buf [4]string
 	conn := connTokens(buf[:0], in["Connection"])
@@ -227,8 +234,6 @@ func (p *Proxy) outboundHeader(in http.Header, info *request.Info, host, upgrade
 		out[k] = vv
 	}
 
-	// One backing array for the single values set below.
-	vals := new([5]string)
 	one := func(i int, v string) []string {
 		vals[i] = v
 		return vals[i : i+1 : i+1]
@@ -246,24 +251,24 @@ func (p *Proxy) outboundHeader(in http.Header, info *request.Info, host, upgrade
 	}
 
 	if prior := in["X-Forwarded-For"]; info.Trusted && len(prior) > 0 {
-		out["X-Forwarded-For"] = one(0, joinChain(prior, nodeStr))
-	} else {
-		out["X-Forwarded-For"] = one(0, clientStr)
+		out["X-Forwarded-For"] = one(slotFor, joinChain(prior, nodeStr))
+	} else if clientStr != "" {
+		out["X-Forwarded-For"] = one(slotFor, clientStr)
 	}
 	if clientStr != "" {
-		out["X-Real-Ip"] = one(1, clientStr)
+		out["X-Real-Ip"] = one(slotRealIP, clientStr)
 	}
 
 	scheme := info.Scheme
 	if prior := in["X-Forwarded-Proto"]; info.Trusted && len(prior) > 0 {
 		out["X-Forwarded-Proto"] = prior
-	} else if v, ok := forwardedProto[scheme]; ok {
-		out["X-Forwarded-Proto"] = v
+	} else if scheme == "https" || scheme == "http" {
+		out["X-Forwarded-Proto"] = one(slotProto, scheme)
 	}
 	if prior := in["X-Forwarded-Host"]; info.Trusted && len(prior) > 0 {
 		out["X-Forwarded-Host"] = prior
 	} else if host != "" {
-		out["X-Forwarded-Host"] = one(2, host)
+		out["X-Forwarded-Host"] = one(slotHost, host)
 	}
 
 	elem := forwardedElement(node, scheme, host)
@@ -273,22 +278,22 @@ func (p *Proxy) outboundHeader(in http.Header, info *request.Info, host, upgrade
 		fw[len(prior)] = elem
 		out["Forwarded"] = fw
 	} else {
-		out["Forwarded"] = one(3, elem)
+		out["Forwarded"] = one(slotForwarded, elem)
 	}
 	if info.ID != "" {
-		out["X-Request-Id"] = one(4, info.ID)
+		out["X-Request-Id"] = one(slotRequestID, info.ID)
 	}
 
 	if upgrade != "" {
-		out["Connection"] = valueUpgrade
-		out["Upgrade"] = []string{upgrade}
+		out["Connection"] = one(slotConnection, "Upgrade")
+		out["Upgrade"] = one(slotUpgrade, upgrade)
 	}
 	if hasToken(in["Te"], "trailers") {
-		out["Te"] = valueTrailers
+		out["Te"] = one(slotTE, "trailers")
 	}
 	if _, ok := in["User-Agent"]; !ok {
 		// Keep the transport from adding its own.
-		out["User-Agent"] = valueEmpty
+		out["User-Agent"] = one(slotUserAgent, "")
 	}
 	return out
 }
@@ -313,6 +318,9 @@ func addrString(a netip.Addr) string {
 // joinChain returns the prior X-Forwarded-For values joined with ", " and
 // node appended, in one allocation.
 func joinChain(prior []string, node string) string {
+	if node == "" {
+		return strings.Join(prior, ", ")
+	}
 	n := len(node)
 	for _, v := range prior {
 		n += len(v) + 2

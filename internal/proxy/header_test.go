@@ -233,7 +233,7 @@ func FuzzOutboundHeader(f *testing.F) {
 			ID: "id", ClientIP: netip.MustParseAddr("2001:db8::7"), Peer: netip.MustParseAddr("192.0.2.1"),
 			Trusted: trusted, Scheme: "https",
 		}
-		out := p.outboundHeader(in, info, host, "")
+		out := p.outboundHeader(in, info, host, "", new([numSlots]string))
 		for k := range out {
 			n := foldName(k)
 			if strings.HasPrefix(n, "x-moat-") || n == "x-secret" {

@@ -36,7 +36,7 @@ func TestUpstreamPath(t *testing.T) {
 			req, err := http.NewRequest(http.MethodGet, "http://moat"+tt.request, nil)
 			must(t, err)
 			p := &Proxy{strip: tt.strip}
-			out := p.outbound(req, up, http.Header{})
+			out := p.outbound(new(outRequest), req, up, http.Header{})
 			if got := out.URL.RequestURI(); got != tt.want {
 				t.Errorf("upstream sees %q, want %q", got, tt.want)
 			}

@@ -51,8 +51,8 @@ type Options struct {
 	// Moat's own X-Moat-* headers, such as an identity assertion, are sent.
 	// It must be safe for concurrent use.
 	Decorate func(r *http.Request, h http.Header)
-	Logger   *slog.Logger
-	Events   event.Recorder
+	Logger   *slog.Logger   // scoped by the caller (Moat's server adds the route); nil discards
+	Events   event.Recorder // receives upstream and size-limit events; nil discards
 }
 
 // Proxy forwards requests to the upstreams of one route. It is safe for
@@ -110,8 +110,9 @@ func New(o Options) (*Proxy, error) {
 	var hc *HealthCheck
 	if o.HealthCheck != nil {
 		c := *o.HealthCheck
-		if c.Path == "" || c.Path[0] != '/' {
-			errs = append(errs, fmt.Errorf("health check path %q must start with /", c.Path))
+		if _, err := url.ParseRequestURI(c.Path); err != nil || c.Path[0] != '/' {
+			errs = append(errs, fmt.Errorf("health check path %q must be a path starting with /", c.Path))
+			c.Path = "/"
 		}
 		if c.Interval < 0 || c.Timeout < 0 {
 			errs = append(errs, errors.New("health check interval and timeout must not be negative"))
@@ -165,7 +166,7 @@ func New(o Options) (*Proxy, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	p.log = p.log.With("component", "proxy", "route", o.Route)
+	p.log = p.log.With("component", "proxy")
 	if p.events == nil {
 		p.events = event.Discard{}
 	}
@@ -211,8 +212,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if info == nil {
 		info = fallbackInfo(r)
 	}
+	if r.Method == http.MethodConnect {
+		// A route forwards requests; it never opens tunnels.
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		p.reject(w, r, info, http.StatusMethodNotAllowed, "", nil)
+		return
+	}
 	if p.maxReq > 0 && r.ContentLength > p.maxReq {
-		p.reject(w, r, info, http.StatusRequestEntityTooLarge, "request body too large", nil)
+		p.tooLarge(w, r, info)
 		return
 	}
 	up := p.pick(nil)
@@ -221,12 +228,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	upgrade := upgradeType(r)
-	hdr := p.outboundHeader(r.Header, info, r.Host, upgrade)
+	o := new(outRequest)
+	hdr := p.outboundHeader(r.Header, info, r.Host, upgrade, &o.vals)
 	if p.decorate != nil {
 		p.decorate(r, hdr)
 	}
 	var body *requestBody
-	out := p.outbound(r, up, hdr)
+	out := p.outbound(o, r, up, hdr)
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		body = &requestBody{rc: r.Body, left: -1}
 		if p.maxReq > 0 {
@@ -243,7 +251,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.log.LogAttrs(ctx, slog.LevelDebug, "retrying on another upstream",
 				slog.String("upstream", up.name), slog.String("request_id", info.ID), slog.Any("error", err))
 			up = next
-			resp, err = p.transport.RoundTrip(p.outbound(r, up, hdr))
+			resp, err = p.transport.RoundTrip(p.outbound(new(outRequest), r, up, hdr))
 		}
 	}
 	if err != nil {
@@ -296,12 +304,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// outbound builds the request sent to up: a shallow copy of r with the
-// upstream's URL and host, the sanitised header, and no trailers.
-func (p *Proxy) outbound(r *http.Request, up *upstream, hdr http.Header) *http.Request {
-	out := r.WithContext(r.Context())
+// outRequest is a request to an upstream with its URL and the values of
+// the headers Moat sets, in one allocation.
+type outRequest struct {
+	req  http.Request
+	url  url.URL
+	vals [numSlots]string
+}
+
+// outbound builds in o the request sent to up: a shallow copy of r (same
+// context and body) with the upstream's URL and host, the sanitised header,
+// and no trailers.
+func (p *Proxy) outbound(o *outRequest, r *http.Request, up *upstream, hdr http.Header) *http.Request {
+	o.req = *r
+	out := &o.req
 	path, raw := upstreamPath(r.URL, p.strip, up)
-	out.URL = &url.URL{Scheme: up.scheme, Host: up.host, Path: path, RawPath: raw, RawQuery: r.URL.RawQuery}
+	o.url = url.URL{Scheme: up.scheme, Host: up.host, Path: path, RawPath: raw, RawQuery: r.URL.RawQuery}
+	out.URL = &o.url
 	out.Host = ""
 	out.RequestURI = ""
 	out.Header = hdr
@@ -356,7 +375,7 @@ func (p *Proxy) roundTripError(w http.ResponseWriter, r *http.Request, info *req
 	}
 	switch {
 	case state == bodyTooLarge:
-		p.reject(w, r, info, http.StatusRequestEntityTooLarge, "request body too large", nil)
+		p.tooLarge(w, r, info)
 	case ctx.Err() != nil || state == bodyClientErr:
 		// The client went away or broke its upload: not the upstream's fault.
 		p.log.LogAttrs(ctx, slog.LevelDebug, "client gave up",
@@ -374,6 +393,17 @@ func (p *Proxy) roundTripError(w http.ResponseWriter, r *http.Request, info *req
 // reject answers with a client error problem.
 func (p *Proxy) reject(w http.ResponseWriter, r *http.Request, info *request.Info, status int, detail string, err error) {
 	problem.Write(w, r, info.ID, &problem.Error{Status: status, Detail: detail, Err: err})
+}
+
+// tooLarge answers 413 to a request whose body is over the limit and
+// records a request.body_too_large event.
+func (p *Proxy) tooLarge(w http.ResponseWriter, r *http.Request, info *request.Info) {
+	p.events.Record(r.Context(), event.Event{
+		Time: p.now(), Kind: "request.body_too_large", Outcome: event.Denied,
+		ClientIP: addrString(info.ClientIP), Route: p.route, RequestID: info.ID, Rule: "max_request_body",
+		Details: map[string]string{"limit": strconv.FormatInt(p.maxReq, 10)},
+	})
+	p.reject(w, r, info, http.StatusRequestEntityTooLarge, "The request body is larger than this service accepts.", nil)
 }
 
 // upstreamError logs err, records an upstream.error event and answers with a

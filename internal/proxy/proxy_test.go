@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -289,7 +292,7 @@ func TestRequestBodyLimit(t *testing.T) {
 			w.WriteHeader(http.StatusBadRequest)
 		}
 	})
-	p, _ := newProxy(t, Options{Upstreams: urls(t, up.URL), MaxRequestBody: 1000})
+	p, rec := newProxy(t, Options{Upstreams: urls(t, up.URL), MaxRequestBody: 1000})
 	f := front(t, p, nil)
 	tests := []struct {
 		name      string
@@ -316,8 +319,13 @@ func TestRequestBodyLimit(t *testing.T) {
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d (%s), want %d", resp.StatusCode, out, tt.status)
 			}
-			if tt.status == 413 && !strings.Contains(out, "req-") {
-				t.Errorf("413 body %q: want the request id", out)
+			if tt.status == 413 {
+				if !strings.Contains(out, "req-") {
+					t.Errorf("413 body %q: want the request id", out)
+				}
+				if e, ok := rec.find("request.body_too_large"); !ok || e.Outcome != "denied" {
+					t.Errorf("events %v: want request.body_too_large denied", rec.kinds())
+				}
 			}
 			if reached := hits.Load() > before; tt.reachesUp != "" && reached != (tt.reachesUp == "yes") {
 				t.Errorf("upstream reached: %v, want %s", reached, tt.reachesUp)
@@ -392,5 +400,53 @@ func TestNew(t *testing.T) {
 				t.Errorf("error %q shows credentials", err)
 			}
 		})
+	}
+}
+
+func TestTrailers(t *testing.T) {
+	up := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		_, _ = io.WriteString(w, "body")
+		w.Header().Set("X-Checksum", "abc123")
+	})
+	p, _ := newProxy(t, Options{Upstreams: urls(t, up.URL)})
+	resp := get(t, front(t, p, nil).URL+"/")
+	if body := readBody(t, resp); body != "body" {
+		t.Fatalf("body %q", body)
+	}
+	if got := resp.Trailer.Get("X-Checksum"); got != "abc123" {
+		t.Errorf("trailer X-Checksum %q, want abc123", got)
+	}
+}
+
+// TestWithoutRequestInfo checks that a request reaching the proxy without
+// a request.Info is treated as coming from an untrusted client.
+func TestWithoutRequestInfo(t *testing.T) {
+	up := echoUpstream(t)
+	p, _ := newProxy(t, Options{Upstreams: urls(t, up.URL)})
+	f := httptest.NewServer(p)
+	t.Cleanup(f.Close)
+	req, _ := http.NewRequest(http.MethodGet, f.URL+"/", nil)
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	s := decodeSeen(t, do(t, req))
+	if got := s.Header.Get("X-Forwarded-For"); got != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For %q, want the peer only", got)
+	}
+}
+
+func TestConnectRefused(t *testing.T) {
+	var hits atomic.Int64
+	p, _ := newProxy(t, Options{Upstreams: urls(t, namedUpstream(t, "a", &hits))})
+	f := front(t, p, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.URL, "http://"))
+	must(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n")
+	must(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || hits.Load() != 0 {
+		t.Errorf("status %d with %d upstream hits, want 405 and none", resp.StatusCode, hits.Load())
 	}
 }

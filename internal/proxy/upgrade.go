@@ -39,7 +39,7 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, info *reque
 
 	h := w.Header()
 	copyResponseHeader(h, resp.Header)
-	h["Connection"] = valueUpgrade
+	h["Connection"] = []string{"Upgrade"}
 	h["Upgrade"] = got
 	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 	_ = h.Write(brw)

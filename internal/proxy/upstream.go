@@ -66,9 +66,12 @@ func newUpstream(u *url.URL, hc *HealthCheck) (*upstream, error) {
 	}
 	up.name = u.Scheme + "://" + u.Host + up.baseEscaped
 	if hc != nil {
-		p, q, _ := strings.Cut(hc.Path, "?")
-		path, raw := upstreamPath(&url.URL{Path: p}, "", up)
-		up.checkURL = &url.URL{Scheme: up.scheme, Host: up.host, Path: path, RawPath: raw, RawQuery: q}
+		cu, err := url.ParseRequestURI(hc.Path)
+		if err != nil {
+			return nil, fmt.Errorf("health check path %q: %w", hc.Path, err)
+		}
+		path, raw := upstreamPath(cu, "", up)
+		up.checkURL = &url.URL{Scheme: up.scheme, Host: up.host, Path: path, RawPath: raw, RawQuery: cu.RawQuery}
 	}
 	return up, nil
 }

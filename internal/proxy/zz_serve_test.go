@@ -7,8 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/moatgw/moat/internal/request"
 )
@@ -30,6 +30,9 @@ func TestServeForMeasurement(t *testing.T) {
 	if os.Getenv("PROXY_MEASURE_HTTPUTIL") != "" {
 		target := mustURL(t, "http://127.0.0.1:18090")
 		rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() }}
+		if os.Getenv("PROXY_MEASURE_HTTPUTIL") == "tuned" {
+			rp.Transport = p.transport
+		}
 		h = http.HandlerFunc(rp.ServeHTTP)
 	}
 	srv := &http.Server{Addr: addr, Handler: h}
