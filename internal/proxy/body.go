@@ -57,14 +57,34 @@ func (b *requestBody) Read(p []byte) (int, error) {
 
 func (b *requestBody) Close() error { return b.rc.Close() }
 
-// copyBufSize is the size of the pooled buffers that bodies and WebSocket
-// frames are copied through.
-const copyBufSize = 32 << 10
+// Bodies and WebSocket frames are copied through pooled buffers: small ones
+// for bodies known to be small, the usual case for an API, so that a
+// garbage collection emptying the pools costs little to refill.
+const (
+	smallBufSize = 4 << 10
+	largeBufSize = 32 << 10
+)
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+var (
+	smallBufs = sync.Pool{New: func() any { b := make([]byte, smallBufSize); return &b }}
+	largeBufs = sync.Pool{New: func() any { b := make([]byte, largeBufSize); return &b }}
+)
 
-func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
-func putBuf(b *[]byte) { bufPool.Put(b) }
+// getBuf returns a pooled buffer for a body of size bytes (-1 if unknown).
+func getBuf(size int64) *[]byte {
+	if size >= 0 && size < smallBufSize {
+		return smallBufs.Get().(*[]byte)
+	}
+	return largeBufs.Get().(*[]byte)
+}
+
+func putBuf(b *[]byte) {
+	if len(*b) == smallBufSize {
+		smallBufs.Put(b)
+	} else {
+		largeBufs.Put(b)
+	}
+}
 
 // Why a response copy stopped early.
 var (
@@ -72,12 +92,12 @@ var (
 	errClientWrite      = errors.New("writing the response to the client")
 )
 
-// copyResponse copies the upstream body src to w through a pooled buffer,
-// flushing after every write when flush is set, and stops with
-// errResponseTooLarge once more than limit bytes (when limit > 0) have come.
-// A read error from src is returned as is; a write error to the client as
-// errClientWrite.
-func copyResponse(w http.ResponseWriter, src io.Reader, flush bool, limit int64) (int64, error) {
+// copyResponse copies the upstream body src, of size bytes (-1 if unknown),
+// to w through a pooled buffer, flushing after every write when flush is
+// set, and stops with errResponseTooLarge once more than limit bytes (when
+// limit > 0) have come. A read error from src is returned as is; a write
+// error to the client as errClientWrite.
+func copyResponse(w http.ResponseWriter, src io.Reader, size int64, flush bool, limit int64) (int64, error) {
 	var flusher func() error
 	if flush {
 		if f, ok := w.(http.Flusher); ok {
@@ -86,7 +106,7 @@ func copyResponse(w http.ResponseWriter, src io.Reader, flush bool, limit int64)
 			flusher = http.NewResponseController(w).Flush
 		}
 	}
-	bp := getBuf()
+	bp := getBuf(size)
 	defer putBuf(bp)
 	buf := *bp
 	var written int64

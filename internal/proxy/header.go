@@ -63,11 +63,11 @@ func requestAction(cn string) int {
 		"Content-Length",
 		// Rebuilt from request.Info for every request.
 		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded",
-		"X-Real-Ip", "X-Request-Id":
+		"X-Request-Id":
 		return dropHeader
 	case
 		// Other spellings of the client address that frameworks believe.
-		"X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip",
+		"X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip",
 		"X-Cluster-Client-Ip", "Client-Ip", "X-Original-Forwarded-For", "X-Forwarded",
 		"Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Prefix",
 		"X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Url-Scheme", "Front-End-Https",
@@ -195,7 +195,6 @@ func upgradeType(r *http.Request) string {
 // Slots in the array that holds the values of the headers Moat sets.
 const (
 	slotFor = iota
-	slotRealIP
 	slotProto
 	slotHost
 	slotForwarded
@@ -215,7 +214,7 @@ const (
 // the protocol being switched to or "". The single values Moat sets are
 // stored in vals, to save allocations. in is not modified.
 func (p *Proxy) outboundHeader(in http.Header, info *request.Info, host, upgrade string, vals *[numSlots]string) http.Header {
-	out := make(http.Header, len(in)+6)
+	out := make(http.Header, len(in)+5)
 	var buf [4]string
 	conn := connTokens(buf[:0], in["Connection"])
 	for k, vv := range in {
@@ -255,9 +254,6 @@ func (p *Proxy) outboundHeader(in http.Header, info *request.Info, host, upgrade
 	} else if clientStr != "" {
 		out["X-Forwarded-For"] = one(slotFor, clientStr)
 	}
-	if clientStr != "" {
-		out["X-Real-Ip"] = one(slotRealIP, clientStr)
-	}
 
 	scheme := info.Scheme
 	if prior := in["X-Forwarded-Proto"]; info.Trusted && len(prior) > 0 {
@@ -291,7 +287,7 @@ func (p *Proxy) outboundHeader(in http.Header, info *request.Info, host, upgrade
 	if hasToken(in["Te"], "trailers") {
 		out["Te"] = one(slotTE, "trailers")
 	}
-	if _, ok := in["User-Agent"]; !ok {
+	if _, ok := out["User-Agent"]; !ok {
 		// Keep the transport from adding its own.
 		out["User-Agent"] = one(slotUserAgent, "")
 	}

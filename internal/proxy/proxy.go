@@ -28,10 +28,10 @@ import (
 
 // Options configure a Proxy. Zero values give the documented defaults.
 type Options struct {
-	Route       string     // route name for logs and events
-	Upstreams   []*url.URL // http or https base URLs; a base path is prefixed to every request path
-	StripPrefix string     // path prefix removed before proxying, at a segment boundary; "" for none
-	UpstreamTLS *tls.Config
+	Route       string      // route name for logs and events
+	Upstreams   []*url.URL  // http or https base URLs; a base path is prefixed to every request path
+	StripPrefix string      // path prefix removed before proxying, at a segment boundary; "" for none
+	UpstreamTLS *tls.Config // for https upstreams, from UpstreamTLSConfig; nil uses Go's defaults
 	// MaxFails transport failures in a row take an upstream out for
 	// FailTimeout (default 10s). 0 turns passive marking off.
 	MaxFails    int
@@ -201,8 +201,9 @@ func fallbackInfo(r *http.Request) *request.Info {
 
 // ServeHTTP forwards r to an available upstream and copies the answer back.
 // Errors are answered with problem documents carrying the request id:
-// 413 for a body over the limit, 502 when no upstream is available or one
-// cannot be reached, 504 when it does not answer in time. Once the response
+// 405 for CONNECT, 413 for a body over the limit, 502 when no upstream is
+// available or one cannot be reached, 504 when it does not answer in time,
+// and, with MaskErrors, a generic problem for an upstream 5xx. Once the response
 // has started, a failure (the upstream breaking off, or its body passing the
 // limit) aborts the response with http.ErrAbortHandler so that the client
 // sees it incomplete rather than cut short in silence.
@@ -285,7 +286,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if stream {
 		_ = http.NewResponseController(w).Flush()
 	}
-	_, err = copyResponse(w, resp.Body, stream, p.maxResp)
+	_, err = copyResponse(w, resp.Body, resp.ContentLength, stream, p.maxResp)
 	switch {
 	case err == nil:
 		for k, vv := range resp.Trailer {
@@ -431,7 +432,7 @@ func (p *Proxy) maskError(w http.ResponseWriter, r *http.Request, info *request.
 	p.log.LogAttrs(r.Context(), slog.LevelDebug, "upstream error masked",
 		slog.String("upstream", up.name), slog.String("request_id", info.ID), slog.Int("status", resp.StatusCode))
 	// Read a little so that the connection can be reused.
-	bp := getBuf()
+	bp := getBuf(resp.ContentLength)
 	_, _ = resp.Body.Read(*bp)
 	putBuf(bp)
 	if ra := resp.Header["Retry-After"]; len(ra) > 0 {

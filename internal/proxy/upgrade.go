@@ -79,7 +79,7 @@ func splice(a, b io.ReadWriteCloser) {
 
 // copyConn copies src to dst through a pooled buffer.
 func copyConn(dst io.Writer, src io.Reader) {
-	bp := getBuf()
+	bp := getBuf(-1)
 	defer putBuf(bp)
 	buf := *bp
 	for {

@@ -76,8 +76,8 @@ func newUpstream(u *url.URL, hc *HealthCheck) (*upstream, error) {
 	return up, nil
 }
 
-// available reports whether up may be sent requests at time now (unix
-// nanoseconds, read only when passive marking has ever taken up out).
+// available reports whether up may be sent requests. The clock is read
+// only when passive marking has ever taken up out.
 func (up *upstream) available(now func() time.Time) bool {
 	if up.checkDown.Load() {
 		return false
