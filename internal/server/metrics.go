@@ -13,16 +13,15 @@ import (
 // metrics are the gateway's Prometheus metrics, registered on a registry of
 // the server's own (never the global one).
 type metrics struct {
-	reg       *prometheus.Registry
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	reloads   *prometheus.CounterVec
-	reloadTS  prometheus.Gauge
-	events    *prometheus.CounterVec
-	upstreams *prometheus.GaugeVec
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	reloads  *prometheus.CounterVec
+	reloadTS prometheus.Gauge
+	events   *prometheus.CounterVec
 }
 
-func newMetrics(version string) *metrics {
+func newMetrics(version string, snap func() *snapshot) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -46,10 +45,6 @@ func newMetrics(version string) *metrics {
 			Name: "moat_security_events_total",
 			Help: "Security events, by kind and outcome.",
 		}, []string{"kind", "outcome"}),
-		upstreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "moat_upstream_healthy",
-			Help: "1 when an upstream is taking traffic, 0 when it is marked down.",
-		}, []string{"route", "upstream"}),
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "moat_build_info",
@@ -57,7 +52,8 @@ func newMetrics(version string) *metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.reloadTS, m.events, m.upstreams, info,
+	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.reloadTS, m.events, info,
+		upstreamCollector{snap},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -97,4 +93,35 @@ type countingRecorder struct {
 func (c countingRecorder) Record(ctx context.Context, e event.Event) {
 	c.events.WithLabelValues(e.Kind, string(e.Outcome)).Inc()
 	c.next.Record(ctx, e)
+}
+
+var upstreamHealthy = prometheus.NewDesc("moat_upstream_healthy",
+	"1 when an upstream is taking traffic, 0 when it is marked down.",
+	[]string{"route", "upstream"}, nil)
+
+// upstreamCollector reports the health of the running snapshot's upstreams
+// at scrape time, so routes removed by a reload disappear with them.
+type upstreamCollector struct {
+	snap func() *snapshot
+}
+
+func (c upstreamCollector) Describe(ch chan<- *prometheus.Desc) { ch <- upstreamHealthy }
+
+func (c upstreamCollector) Collect(ch chan<- prometheus.Metric) {
+	snap := c.snap()
+	if snap == nil {
+		return
+	}
+	for _, r := range snap.list {
+		if r.proxy == nil {
+			continue
+		}
+		for _, u := range r.proxy.Upstreams() {
+			v := 0.0
+			if u.Healthy {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(upstreamHealthy, prometheus.GaugeValue, v, r.name, u.URL)
+		}
+	}
 }

@@ -81,11 +81,11 @@ func New(o Options) (*Server, error) {
 		logger:     o.Logger.With("component", "server"),
 		baseLogger: o.Logger,
 		access:     o.Access,
-		metrics:    newMetrics(o.Version),
 		version:    o.Version,
 		addrs:      map[string]net.Addr{},
 		errc:       make(chan error, 3),
 	}
+	s.metrics = newMetrics(o.Version, s.snap.Load)
 	if o.Events == nil {
 		o.Events = event.SlogSink{Logger: o.Logger.With("component", "security")}
 	}

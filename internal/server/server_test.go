@@ -270,7 +270,7 @@ func TestSpoofedHeadersNeverReachUpstream(t *testing.T) {
 	if got := saw.Get("Forwarded"); strings.Contains(got, "6.6.6.6") {
 		t.Errorf("upstream saw Forwarded %q", got)
 	}
-	for _, k := range []string{"X-Moat-User", "X-Moat-Roles", "X-Internal-User"} {
+	for _, k := range []string{"X-Moat-User", "X-Moat-Roles", "X-Internal-User", "X-Real-Ip"} {
 		if v := saw.Get(k); v != "" {
 			t.Errorf("upstream saw %s: %q", k, v)
 		}
@@ -497,11 +497,12 @@ func TestRedirectAndAdmin(t *testing.T) {
 	g.do(t, "GET", "/", nil)
 	admin := "http://" + g.srv.Addr("admin").String()
 	for path, want := range map[string]string{
-		"/healthz": "ok",
-		"/readyz":  "ready",
-		"/metrics": `moat_requests_total{code="2xx",route="app"} 1`,
+		"/healthz":           "ok",
+		"/readyz":            "ready",
+		"/metrics":           `moat_requests_total{code="2xx",route="app"} 1`,
+		"/metrics#upstreams": `moat_upstream_healthy{route="app",upstream="` + up.URL + `"} 1`,
 	} {
-		resp, err := http.Get(admin + path)
+		resp, err := http.Get(admin + strings.Split(path, "#")[0])
 		if err != nil {
 			t.Fatal(err)
 		}
