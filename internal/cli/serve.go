@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/moatgw/moat/internal/config"
@@ -53,6 +54,7 @@ func serveUntilSignal(cfg *config.Config, logger *slog.Logger, load func() (*con
 // serveWith is serveUntilSignal with a callback run once the listeners are
 // bound.
 func serveWith(cfg *config.Config, logger *slog.Logger, load func() (*config.Config, error), started func(*server.Server)) int {
+	tuneGC(logger)
 	if os.Geteuid() == 0 {
 		logger.Warn("running as root: run moat as an unprivileged user (grant CAP_NET_BIND_SERVICE for ports below 1024)")
 	}
@@ -108,6 +110,20 @@ loop:
 	}
 	logger.Info("stopped")
 	return code
+}
+
+// gcPercent is the garbage collector target Moat runs with unless GOGC is
+// set. A gateway's live heap is small (compiled config, pools, connection
+// state), so letting it grow to five times that before collecting costs a
+// few megabytes and saves 10 to 20% of CPU per request (docs/performance.md).
+const gcPercent = 400
+
+func tuneGC(logger *slog.Logger) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return
+	}
+	debug.SetGCPercent(gcPercent)
+	logger.Debug("garbage collector target set", "gogc", gcPercent)
 }
 
 func newLogger(w io.Writer, format, level string) *slog.Logger {
