@@ -126,6 +126,9 @@ Try:
 	if a := srv.Addr("http"); a != nil {
 		fmt.Fprintf(&b, "  curl -i http://%s/\n      plain HTTP is redirected to HTTPS with 308\n", a)
 	}
+	if hint := srv.TrustHint(); hint != "" {
+		b.WriteString("\n" + hint)
+	}
 	b.WriteString("\nStop with Ctrl-C.\n")
 	return b.String()
 }

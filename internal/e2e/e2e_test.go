@@ -355,8 +355,10 @@ func TestDemo(t *testing.T) {
 		for range lines {
 		}
 	}()
-	if !strings.Contains(out.String(), "Try:") {
-		t.Errorf("demo output lacks next steps:\n%s", out.String())
+	for _, want := range []string{"Try:", "Clients must trust that CA", "X-Forwarded-For: 6.6.6.6", "policy: deny"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "moat.yaml")); err != nil {
 		t.Errorf("generated config: %v", err)

@@ -171,6 +171,9 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.logger.Info("moat started", "https", s.addrs["https"], "http", s.addrs["http"], "admin", s.addrs["admin"], "routes", len(cfg.Routes))
+	if ca := s.DevCA(); ca != "" {
+		s.logger.Warn("serving a development certificate: clients must trust the local CA; for production use tls.certificates or tls.acme (docs/tls.md)", "ca_cert", ca)
+	}
 	return nil
 }
 
@@ -206,6 +209,15 @@ func (s *Server) Addr(name string) net.Addr { return s.addrs[name] }
 func (s *Server) DevCA() string {
 	if d := s.certs.Load().m.Dev(); d != nil {
 		return d.CACertPath()
+	}
+	return ""
+}
+
+// TrustHint returns how to make clients trust the development CA, or ""
+// when certificates come from elsewhere.
+func (s *Server) TrustHint() string {
+	if d := s.certs.Load().m.Dev(); d != nil {
+		return d.TrustHint()
 	}
 	return ""
 }
