@@ -18,7 +18,7 @@ func runDemo(args []string, stdio Stdio) int {
 	fs := newFlags("demo", "moat demo [--data-dir DIR] [--https ADDR] [--http ADDR] [--admin ADDR]",
 		`Run Moat in front of a built-in demo application, with a generated config
 written to DIR/moat.yaml and a development certificate authority in DIR/tls.
-Everything listens on loopback only. Stop it with Ctrl-C.`, stdio)
+By default everything listens on loopback only. Stop it with Ctrl-C.`, stdio)
 	dataDir := fs.String("data-dir", "./moat-demo", "directory for the generated config, certificates and state")
 	httpsAddr := fs.String("https", "127.0.0.1:8443", "gateway HTTPS address")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "plain-HTTP redirect address (empty to disable)")
@@ -30,7 +30,8 @@ Everything listens on loopback only. Stop it with Ctrl-C.`, stdio)
 		fmt.Fprintln(stdio.Err, "moat demo: takes no arguments\nhint: moat demo --data-dir ./moat-demo")
 		return ExitUsage
 	}
-	logger := newLogger(stdio.Err, "text", "info")
+	l := newLogs(stdio.Err, "text", "info")
+	logger := l.own
 
 	// The demo application listens on a loopback port of its own.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -64,7 +65,7 @@ Everything listens on loopback only. Stop it with Ctrl-C.`, stdio)
 	}
 	fmt.Fprintf(stdio.Out, "Moat demo: generated config %s\n\n%s\n", path, yml)
 	load := func() (*config.Config, error) { return config.Load(path) }
-	return serveWith(cfg, logger, load, func(srv *server.Server) {
+	return serveUntilSignal(cfg, l, load, func(srv *server.Server) {
 		fmt.Fprint(stdio.Out, demoNextSteps(srv))
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/moatgw/moat/internal/config"
+	"github.com/moatgw/moat/internal/event"
 	"github.com/moatgw/moat/internal/server"
 )
 
@@ -41,24 +42,41 @@ requests finish within limits.shutdown_timeout.`, stdio)
 		printConfigError(stdio.Err, err)
 		return ExitUsage
 	}
-	logger := newLogger(stdio.Err, *format, cfg.Log.Level)
-	return serveUntilSignal(cfg, logger, func() (*config.Config, error) { return config.Load(*path) })
+	logs := newLogs(stdio.Err, *format, cfg.Log.Level)
+	return serveUntilSignal(cfg, logs, func() (*config.Config, error) { return config.Load(*path) }, nil)
 }
 
-// serveUntilSignal runs a server from cfg until SIGTERM or SIGINT, reloading
-// with load on SIGHUP.
-func serveUntilSignal(cfg *config.Config, logger *slog.Logger, load func() (*config.Config, error)) int {
-	return serveWith(cfg, logger, load, nil)
+// logs are the three streams Moat writes, sharing one output: its own
+// messages at the configured level, and the access log and security events,
+// which log.level never filters (log.access turns the access log off).
+type logs struct {
+	own, access, security *slog.Logger
 }
 
-// serveWith is serveUntilSignal with a callback run once the listeners are
-// bound.
-func serveWith(cfg *config.Config, logger *slog.Logger, load func() (*config.Config, error), started func(*server.Server)) int {
+func newLogs(w io.Writer, format, level string) logs {
+	return logs{
+		own:      newLogger(w, format, level),
+		access:   newLogger(w, format, "info"),
+		security: newLogger(w, format, "info").With("component", "security"),
+	}
+}
+
+// serveUntilSignal runs a server from cfg until SIGTERM or SIGINT,
+// reloading with load on SIGHUP. started, if not nil, runs once the
+// listeners are bound.
+func serveUntilSignal(cfg *config.Config, l logs, load func() (*config.Config, error), started func(*server.Server)) int {
+	logger := l.own
 	tuneGC(logger)
 	if os.Geteuid() == 0 {
 		logger.Warn("running as root: run moat as an unprivileged user (grant CAP_NET_BIND_SERVICE for ports below 1024)")
 	}
-	srv, err := server.New(server.Options{Config: cfg, Logger: logger, Version: Version()})
+	srv, err := server.New(server.Options{
+		Config:  cfg,
+		Logger:  logger,
+		Access:  l.access,
+		Events:  event.SlogSink{Logger: l.security},
+		Version: Version(),
+	})
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return ExitFailure

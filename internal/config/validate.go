@@ -5,7 +5,6 @@ import (
 	"net/mail"
 	"net/netip"
 	"reflect"
-	"slices"
 	"strings"
 )
 
@@ -207,6 +206,11 @@ func (v *validator) headers(path string, h Headers) {
 			v.add(joinPath(path, f.name), "must not contain control characters")
 		}
 	}
+	switch strings.ToUpper(h.FrameOptions) {
+	case "", "OFF", "DENY", "SAMEORIGIN":
+	default:
+		v.add(joinPath(path, "frame_options"), "%q must be DENY, SAMEORIGIN or off", clip(h.FrameOptions, 40))
+	}
 }
 
 func (v *validator) routes(routes []Route) {
@@ -232,15 +236,28 @@ func (v *validator) routes(routes []Route) {
 		}
 		v.route(p, r)
 
-		hosts := slices.Clone(r.Hosts)
-		slices.Sort(hosts)
-		key := strings.Join(slices.Compact(hosts), ",") + " " + r.Path
-		if j, ok := matches[key]; ok {
-			v.add(p, "same hosts and path as routes[%d] (%s): one of them could never match", j, routes[j].Name)
-		} else {
+		// Two routes overlap when they share a host (or both have none)
+		// and their paths differ at most by a trailing slash.
+		hosts := r.Hosts
+		if len(hosts) == 0 {
+			hosts = []string{""}
+		}
+		for _, h := range hosts {
+			key := strings.TrimSuffix(strings.ToLower(h), ".") + " " + strings.TrimRight(r.Path, "/")
+			if j, ok := matches[key]; ok && j != i {
+				v.add(p, "matches the same requests as routes[%d] (%s) for host %q and path %q: one of them could never match", j, routes[j].Name, displayHost(h), r.Path)
+				break
+			}
 			matches[key] = i
 		}
 	}
+}
+
+func displayHost(h string) string {
+	if h == "" {
+		return "*"
+	}
+	return h
 }
 
 func (v *validator) route(p string, r Route) {

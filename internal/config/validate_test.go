@@ -101,11 +101,16 @@ func TestValidateRules(t *testing.T) {
 		{"path with percent", func(c *Config) { c.Routes[0].Path = "/v1%2fx" }, "routes[0].path", `"%"`},
 		{"path with query", func(c *Config) { c.Routes[0].Path = "/v1?x" }, "routes[0].path", "query"},
 		{"path with space", func(c *Config) { c.Routes[0].Path = "/v 1" }, "routes[0].path", "spaces"},
-		{"same hosts and path", func(c *Config) { c.Routes[1].Hosts, c.Routes[1].Path = []string{"api.example.com"}, "/v1" }, "routes[1]", "same hosts and path as routes[0] (api)"},
+		{"same hosts and path", func(c *Config) { c.Routes[1].Hosts, c.Routes[1].Path = []string{"api.example.com"}, "/v1" }, "routes[1]", "matches the same requests as routes[0] (api)"},
 		{"same host set in another order", func(c *Config) {
 			c.Routes[0].Hosts = []string{"a.com", "b.com"}
 			c.Routes[1].Hosts, c.Routes[1].Path = []string{"b.com", "a.com"}, "/v1"
-		}, "routes[1]", "same hosts and path"},
+		}, "routes[1]", "matches the same requests"},
+		{"paths differ by a trailing slash", func(c *Config) { c.Routes[1].Hosts, c.Routes[1].Path = []string{"API.example.com"}, "/v1/" }, "routes[1]", "matches the same requests as routes[0] (api)"},
+		{"hosts overlap in part", func(c *Config) {
+			c.Routes[1].Hosts, c.Routes[1].Path = []string{"other.example.com", "api.example.com"}, "/v1"
+		}, "routes[1]", `for host "api.example.com"`},
+		{"frame options unknown", func(c *Config) { c.Routes[0].Headers.FrameOptions = "ALLOW-FROM https://x" }, "routes[0].headers.frame_options", "must be DENY, SAMEORIGIN or off"},
 		{"upstream CA missing", func(c *Config) { c.Routes[1].UpstreamTLS.CA = "/nonexistent/ca.pem" }, "routes[1].upstream_tls.ca", `CA file "/nonexistent/ca.pem": no such file`},
 		{"upstream CA is a directory", func(c *Config) { c.Routes[1].UpstreamTLS.CA = filepath.Dir(files.ca) }, "routes[1].upstream_tls.ca", "not a regular file"},
 		{"bad server name", func(c *Config) { c.Routes[1].UpstreamTLS.ServerName = "*.web" }, "routes[1].upstream_tls.server_name", "wildcards are not allowed"},
@@ -294,7 +299,7 @@ routes:
 		`moat.yaml:2:10: listen.admin: "0.0.0.0:9090" is not a loopback address: the admin listener serves metrics and health, so keep it on 127.0.0.1 or ::1, or set listen.admin_public: true to expose it`,
 		`moat.yaml:4:10: log.level: unknown log level "loud": want "debug", "info", "warn", "error"`,
 		`moat.yaml:6:5: routes[0].policy: missing: every route must declare its access policy ("public" or "deny"); deny by default`,
-		`moat.yaml:8:5: routes[1]: same hosts and path as routes[0] (api): one of them could never match`,
+		`moat.yaml:8:5: routes[1]: matches the same requests as routes[0] (api) for host "*" and path "/": one of them could never match`,
 		`moat.yaml:8:11: routes[1].name: duplicate route name "api" (also routes[0])`,
 		`moat.yaml:10:17: routes[1].upstreams[0]: scheme "ftp": want an absolute http or https URL such as https://example.com`,
 	}

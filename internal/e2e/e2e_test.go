@@ -147,6 +147,14 @@ func freePort(t *testing.T) string {
 
 func startServe(t *testing.T, cfgPath, dataDir, httpsAddr string) *process {
 	t.Helper()
+	return startServeWaiting(t, cfgPath, dataDir, func(p *process) bool {
+		return strings.Contains(p.logs(), "moat started")
+	})
+}
+
+// startServeWaiting starts moat serve and waits until ready reports true.
+func startServeWaiting(t *testing.T, cfgPath, dataDir string, ready func(*process) bool) *process {
+	t.Helper()
 	p := &process{cmd: exec.Command(moatBin, "serve", "--config", cfgPath)}
 	p.cmd.Stderr = syncWriter{p}
 	if err := p.cmd.Start(); err != nil {
@@ -165,7 +173,7 @@ func startServe(t *testing.T, cfgPath, dataDir, httpsAddr string) *process {
 		}
 	})
 	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(p.logs(), "moat started") {
+	for !ready(p) {
 		select {
 		case <-p.done:
 			t.Fatalf("moat exited:\n%s", p.logs())
@@ -415,5 +423,35 @@ func TestDemo(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(b), "moat_requests_total") {
 		t.Error("admin metrics lack moat_requests_total")
+	}
+}
+
+// TestLogLevelKeepsSecurityRecords checks that log.level filters only Moat's
+// own messages: the access log and security events are written whatever it says.
+func TestLogLevelKeepsSecurityRecords(t *testing.T) {
+	dir := t.TempDir()
+	addr, admin := freePort(t), freePort(t)
+	cfgPath := filepath.Join(dir, "moat.yaml")
+	writeFile(t, cfgPath, serveConfig(dir, addr, admin, "http://127.0.0.1:1", "deny")+"log: {level: error}\n")
+	p := startServeWaiting(t, cfgPath, dir, func(p *process) bool {
+		// At level error the "moat started" line is not written; wait for the port.
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if code, _ := get(t, p.client, "https://"+addr+"/secret"); code != http.StatusForbidden {
+		t.Fatalf("status %d, want 403", code)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !(strings.Contains(p.logs(), `"msg":"request"`) && strings.Contains(p.logs(), `"kind":"request.denied"`)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("access line or security event missing at log.level error:\n%s", p.logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(p.logs(), "moat started") {
+		t.Error("an info message was written at log.level error")
 	}
 }

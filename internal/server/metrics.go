@@ -30,7 +30,7 @@ func newMetrics(version string, snap func() *snapshot) *metrics {
 		}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "moat_request_duration_seconds",
-			Help:    "Time from the first byte of a request to the end of its response, by route.",
+			Help:    "Time from when the request headers have been read to the end of the response, by route.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -48,7 +48,8 @@ type Server struct {
 	mu       sync.Mutex // serialises Reload and Shutdown
 	ctx      context.Context
 	cancel   context.CancelFunc
-	servers  []*http.Server
+	servers  []*http.Server // the gateway listeners
+	admin    *http.Server   // closed last, so /readyz answers 503 while draining
 	addrs    map[string]net.Addr
 	draining atomic.Bool
 	wg       sync.WaitGroup
@@ -139,7 +140,8 @@ func (s *Server) Start() error {
 	if lim.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, lim.MaxConnections)
 	}
-	s.serve("https", gw, func() error { return gw.ServeTLS(ln, "", "") })
+	s.servers = append(s.servers, gw)
+	s.serve("https", func() error { return gw.ServeTLS(ln, "", "") })
 
 	if cfg.Listen.HTTP != "" {
 		plain := base(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -152,7 +154,8 @@ func (s *Server) Start() error {
 			return fmt.Errorf("http listener: %w", err)
 		}
 		s.addrs["http"] = pln.Addr()
-		s.serve("http", plain, func() error { return plain.Serve(pln) })
+		s.servers = append(s.servers, plain)
+		s.serve("http", func() error { return plain.Serve(pln) })
 	}
 
 	if cfg.Listen.Admin != "" {
@@ -163,7 +166,8 @@ func (s *Server) Start() error {
 			return fmt.Errorf("admin listener: %w", err)
 		}
 		s.addrs["admin"] = aln.Addr()
-		s.serve("admin", admin, func() error { return admin.Serve(aln) })
+		s.admin = admin
+		s.serve("admin", func() error { return admin.Serve(aln) })
 	}
 	s.snap.Load().start(s.ctx)
 	if err := s.startCerts(s.certs.Load()); err != nil {
@@ -190,8 +194,7 @@ func (s *Server) startCerts(ts *tlsState) error {
 	return nil
 }
 
-func (s *Server) serve(name string, srv *http.Server, run func() error) {
-	s.servers = append(s.servers, srv)
+func (s *Server) serve(name string, run func() error) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -285,7 +288,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 func (s *Server) ReloadFailed() { s.metrics.reloads.WithLabelValues("failure").Inc() }
 
 // Shutdown stops accepting connections, lets in-flight requests finish
-// until ctx is done, then closes everything.
+// until ctx is done, then closes everything. The admin listener stays open
+// until the gateway listeners have drained, answering /readyz with 503, so
+// that a load balancer sees the instance leave.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -306,6 +311,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	if s.admin != nil {
+		if err := s.admin.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+			_ = s.admin.Close()
+		}
+	}
 	s.wg.Wait()
 	s.cancel()
 	s.snap.Load().close()
@@ -316,6 +327,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) closeAll() {
 	for _, srv := range s.servers {
 		_ = srv.Close()
+	}
+	if s.admin != nil {
+		_ = s.admin.Close()
 	}
 	s.cancel()
 }

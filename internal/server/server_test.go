@@ -432,14 +432,28 @@ func TestGracefulStop(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // the request is now in flight
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := g.srv.Shutdown(ctx); err != nil {
+	stopped := make(chan error, 1)
+	go func() { stopped <- g.srv.Shutdown(ctx) }()
+	time.Sleep(100 * time.Millisecond)
+	// While draining, the admin listener is still up and says not ready.
+	resp, err := http.Get("http://" + g.srv.Addr("admin").String() + "/readyz")
+	if err != nil {
+		t.Fatalf("readyz while draining: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("readyz while draining: %d, want 503", resp.StatusCode)
+	}
+	if err := <-stopped; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
 	if code := <-res; code != 200 {
 		t.Errorf("in-flight request got %d, want 200", code)
 	}
-	if _, err := net.DialTimeout("tcp", g.srv.Addr("https").String(), time.Second); err == nil {
-		t.Error("new connections still accepted after shutdown")
+	for _, name := range []string{"https", "admin"} {
+		if _, err := net.DialTimeout("tcp", g.srv.Addr(name).String(), time.Second); err == nil {
+			t.Errorf("%s: new connections still accepted after shutdown", name)
+		}
 	}
 }
 
