@@ -6,7 +6,7 @@ package config
 // Config is the whole of moat.yaml. Field comments are the reference text
 // that the JSON Schema and docs/configuration.md are generated from.
 type Config struct {
-	// Directory for Moat's own state: the development CA, ACME certificates, databases. A relative path is relative to the working directory.
+	// Directory for Moat's own state: the development CA and ACME accounts and certificates. A relative path is relative to the working directory.
 	DataDir string `yaml:"data_dir,omitempty" json:"data_dir,omitempty"`
 	// Network addresses Moat listens on.
 	Listen Listen `yaml:"listen,omitempty" json:"listen,omitempty"`
@@ -113,35 +113,40 @@ type HSTS struct {
 }
 
 // Headers are the security headers on responses. An empty string keeps the
-// default; the value "off" removes the header.
+// default; the value "off" removes the header. X-Content-Type-Options:
+// nosniff is always sent and cannot be turned off.
 type Headers struct {
-	// Content-Security-Policy sent when the upstream sends none. Default: frame-ancestors 'none'.
+	// Content-Security-Policy sent when the upstream sends none. Default: frame-ancestors 'none' with X-Frame-Options DENY, frame-ancestors 'self' with SAMEORIGIN, none when frame_options is off.
 	ContentSecurityPolicy string `yaml:"content_security_policy,omitempty" json:"content_security_policy,omitempty"`
-	// X-Frame-Options. Default DENY.
+	// X-Frame-Options: DENY, SAMEORIGIN or off. Default DENY.
 	FrameOptions string `yaml:"frame_options,omitempty" json:"frame_options,omitempty"`
 	// Referrer-Policy. Default strict-origin-when-cross-origin.
 	ReferrerPolicy string `yaml:"referrer_policy,omitempty" json:"referrer_policy,omitempty"`
 	// Cross-Origin-Opener-Policy. Default same-origin.
 	CrossOriginOpenerPolicy string `yaml:"cross_origin_opener_policy,omitempty" json:"cross_origin_opener_policy,omitempty"`
-	// Permissions-Policy. Default denies camera, microphone, geolocation and payment.
+	// Permissions-Policy. Default denies camera, microphone, geolocation, payment and usb.
 	PermissionsPolicy string `yaml:"permissions_policy,omitempty" json:"permissions_policy,omitempty"`
 }
 
-// Log configures logging.
+// Log configures logging. It is read at start only: a change takes effect
+// at the next restart, not on SIGHUP.
 type Log struct {
-	// Level of Moat's own messages: debug, info, warn, error.
+	// Level of Moat's own messages: debug, info, warn, error. The access log and security events are written whatever the level.
 	Level string `yaml:"level,omitempty" json:"level,omitempty"`
 	// Write one access-log line per request. Default true.
 	Access *bool `yaml:"access,omitempty" json:"access,omitempty"`
 }
 
-// Route sends matching requests to upstreams under an access policy.
+// Route sends matching requests to upstreams under an access policy. A
+// request goes to the route with the longest matching path among those that
+// name its host exactly; if none matches, among those whose wildcard covers
+// its host; then among those without hosts.
 type Route struct {
 	// Unique name, used in logs, metrics and events: 1 to 63 lower-case letters, digits, _ or -, starting with a letter or digit.
 	Name string `yaml:"name" json:"name"`
 	// Host names this route answers: exact (api.example.com), an IP address, or one leading wildcard label (*.example.com). Empty matches any host. Lower-cased on load.
 	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
-	// Path prefix, ending at a segment boundary. Default "/". Must start with "/" and contain no "..", "//" or "%".
+	// Path prefix, ending at a segment boundary: /api matches /api and /api/users, not /apis; /api/ is the same prefix as /api. Default "/". Must start with "/" and contain no "..", "//" or "%".
 	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 	// Access policy: public (anyone) or deny (no one). Required: a route without a policy does not load.
 	Policy string `yaml:"policy" json:"policy"`
