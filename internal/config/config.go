@@ -128,8 +128,8 @@ type Headers struct {
 	PermissionsPolicy string `yaml:"permissions_policy,omitempty" json:"permissions_policy,omitempty"`
 }
 
-// Log configures logging. It is read at start only: a change takes effect
-// at the next restart, not on SIGHUP.
+// Log configures logging. A change to level takes effect at the next
+// restart; a change to access takes effect on SIGHUP.
 type Log struct {
 	// Level of Moat's own messages: debug, info, warn, error. The access log and security events are written whatever the level.
 	Level string `yaml:"level,omitempty" json:"level,omitempty"`

@@ -62,7 +62,7 @@ func Compile(global, route config.Headers, hsts *config.HSTS) (*Set, error) {
 		if strings.ContainsAny(v, "\r\n\x00") {
 			return "", fmt.Errorf("%s: value must not contain line breaks or NUL", name)
 		}
-		if v == Off {
+		if strings.EqualFold(strings.TrimSpace(v), Off) {
 			return "", nil
 		}
 		return strings.TrimSpace(v), nil

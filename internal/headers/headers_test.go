@@ -51,7 +51,7 @@ func TestCompileOverrides(t *testing.T) {
 		},
 		{
 			name:  "off removes",
-			route: config.Headers{PermissionsPolicy: "off", FrameOptions: "off"},
+			route: config.Headers{PermissionsPolicy: "off", FrameOptions: "OFF"},
 			want:  map[string]string{"Permissions-Policy": "", "X-Frame-Options": "", "Content-Security-Policy": ""},
 		},
 		{

@@ -264,8 +264,10 @@ func (s *Server) Reload(cfg *config.Config) error {
 			s.logger.Warn("certificate files could not be reloaded; the previous certificates stay in use", "err", err)
 		}
 	}
-	if !reflect.DeepEqual(old.cfg.Listen, cfg.Listen) || !reflect.DeepEqual(old.cfg.Limits, cfg.Limits) {
-		s.logger.Warn("listen and limits settings changed; they take effect at the next restart")
+	oldLim, newLim := old.cfg.Limits, cfg.Limits
+	oldLim.ShutdownTimeout, newLim.ShutdownTimeout = 0, 0 // used as soon as it is loaded
+	if !reflect.DeepEqual(old.cfg.Listen, cfg.Listen) || oldLim != newLim || old.cfg.Log.Level != cfg.Log.Level {
+		s.logger.Warn("listen, limits or log.level settings changed; they take effect at the next restart")
 	}
 	next.start(s.ctx)
 	s.snap.Store(next)
