@@ -36,6 +36,9 @@ func commands() []command {
 		{"serve", "run the gateway from a config file", runServe},
 		{"demo", "run the gateway in front of a demo application, with a generated config", runDemo},
 		{"config", "check a config file (config check FILE)", runConfig},
+		{"db", "database migrations and least-privilege checks", runDB},
+		{"keys", "the key ring that encrypts secrets at rest", runKeys},
+		{"backup", "encrypted backups: create, verify, restore", runBackup},
 		{"version", "print the version", runVersion},
 	}
 }

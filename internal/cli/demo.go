@@ -11,6 +11,7 @@ import (
 
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/demoapp"
+	"github.com/moatgw/moat/internal/keyring"
 	"github.com/moatgw/moat/internal/server"
 )
 
@@ -52,6 +53,28 @@ By default everything listens on loopback only. Stop it with Ctrl-C.`, stdio)
 		fmt.Fprintf(stdio.Err, "moat demo: %v\n", err)
 		return ExitFailure
 	}
+	// The demo keeps its master key and backup passphrase beside its data so
+	// that it runs with no set-up; a real deployment keeps them elsewhere.
+	for _, f := range []struct {
+		name string
+		make func() (string, error)
+	}{
+		{"master.key", keyring.GenerateMasterKey},
+		{"backup-passphrase", keyring.GenerateMasterKey},
+	} {
+		p := filepath.Join(abs, f.name)
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		v, err := f.make()
+		if err == nil {
+			err = os.WriteFile(p, []byte(v+"\n"), 0o600)
+		}
+		if err != nil {
+			fmt.Fprintf(stdio.Err, "moat demo: %s: %v\n", f.name, err)
+			return ExitFailure
+		}
+	}
 	yml := demoConfig(abs, *httpsAddr, *httpAddr, *adminAddr, "http://"+ln.Addr().String())
 	path := filepath.Join(abs, "moat.yaml")
 	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
@@ -66,7 +89,7 @@ By default everything listens on loopback only. Stop it with Ctrl-C.`, stdio)
 	fmt.Fprintf(stdio.Out, "Moat demo: generated config %s\n\n%s\n", path, yml)
 	load := func() (*config.Config, error) { return config.Load(path) }
 	return serveUntilSignal(cfg, l, load, func(srv *server.Server) {
-		fmt.Fprint(stdio.Out, demoNextSteps(srv))
+		fmt.Fprint(stdio.Out, demoNextSteps(srv, path))
 	})
 }
 
@@ -80,13 +103,21 @@ listen:
 	if httpAddr != "" {
 		fmt.Fprintf(&b, "  http: %q   # redirects to HTTPS with 308\n", httpAddr)
 	}
-	fmt.Fprintf(&b, `  admin: %q  # /healthz, /readyz, /metrics
+	fmt.Fprintf(&b, `  admin: %[1]q  # /healthz, /readyz, /metrics
 tls:
-  dev: {}           # a local development CA and certificate in %s/tls
+  dev: {}           # a local development CA and certificate in %[3]s/tls
+keys:
+  # Encrypts secrets at rest. The demo keeps it in its data directory; keep yours elsewhere.
+  master_key: file:%[3]s/master.key
+backup:
+  # Encrypted, verified backups in %[3]s/backups, one an hour, the last 3 kept.
+  interval: 1h
+  retention: 3
+  passphrase: file:%[3]s/backup-passphrase
 headers:
   content_security_policy: "default-src 'self'; frame-ancestors 'none'"
 routes:
-  # Everything under /admin is refused: deny by default, before any upstream is asked.
+  # Everything under /admin is refused by its deny policy, before any upstream is asked.
   - name: admin
     path: /admin
     policy: deny
@@ -94,14 +125,14 @@ routes:
   - name: app
     path: /
     policy: public
-    upstreams: [%q]
+    upstreams: [%[2]q]
     max_request_body: 1MiB
     timeout: 10s
-`, adminAddr, dataDir, upstream)
+`, adminAddr, upstream, dataDir)
 	return b.String()
 }
 
-func demoNextSteps(srv *server.Server) string {
+func demoNextSteps(srv *server.Server, cfgPath string) string {
 	gw := "https://" + srv.Addr("https").String()
 	ca := srv.DevCA()
 	curl := "curl --cacert " + ca
@@ -130,6 +161,15 @@ Try:
 	if hint := srv.TrustHint(); hint != "" {
 		b.WriteString("\n" + hint)
 	}
+	fmt.Fprintf(&b, `
+Durable state, encrypted at rest, with verified backups (in another terminal;
+from a checkout, moat is go run ./cmd/moat):
+  moat db status --config %[1]s
+  moat keys list --config %[1]s
+  moat backup create --config %[1]s
+  moat backup verify --config %[1]s FILE
+  moat keys rotate --config %[1]s
+`, cfgPath)
 	b.WriteString("\nStop with Ctrl-C.\n")
 	return b.String()
 }

@@ -22,6 +22,12 @@ type Config struct {
 	Headers Headers `yaml:"headers,omitempty" json:"headers,omitempty"`
 	// Logging of Moat's own messages, the access log and security events.
 	Log Log `yaml:"log,omitempty" json:"log,omitempty"`
+	// Where Moat keeps its durable state: SQLite in the data directory by default, or PostgreSQL.
+	Database Database `yaml:"database,omitempty" json:"database,omitempty"`
+	// Encryption of secrets at rest. Required: Moat refuses to start without a master key.
+	Keys Keys `yaml:"keys" json:"keys"`
+	// Scheduled, encrypted, verified backups taken by moat serve. Absent: no scheduled backups.
+	Backup *Backup `yaml:"backup,omitempty" json:"backup,omitempty"`
 	// Routes map requests to upstreams. A request that matches none gets 404.
 	Routes []Route `yaml:"routes" json:"routes"`
 
@@ -192,4 +198,35 @@ type HealthCheck struct {
 	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
 	// Time allowed for one check. Default 2s. Must be greater than 0.
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// Database chooses the store.
+type Database struct {
+	// Empty for SQLite at data_dir/moat.db. Otherwise a PostgreSQL URL (postgres://user@host/db?sslmode=verify-full), written inline only when it holds no password; a URL with a password must be a secret reference (env:NAME or file:PATH).
+	URL string `yaml:"url,omitempty" json:"url,omitempty"`
+	// URL used by moat db migrate, for a migration role that owns the tables; empty means url. Same rules as url.
+	MigrateURL string `yaml:"migrate_url,omitempty" json:"migrate_url,omitempty"`
+}
+
+// Keys configures the key ring that encrypts secrets at rest.
+type Keys struct {
+	// The master key (32 random bytes in base64, made by moat keys generate) as a secret reference: file:PATH (mode 0600, kept outside the data directory) or env:NAME.
+	MasterKey Secret `yaml:"master_key" json:"master_key"`
+}
+
+// Backup configures scheduled backups. Backups are encrypted with age to
+// recipients or with a passphrase, not both.
+type Backup struct {
+	// Directory for backup files. Default data_dir/backups.
+	Dir string `yaml:"dir,omitempty" json:"dir,omitempty"`
+	// Time between scheduled backups. Default 24h.
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	// Number of backup files kept; older ones are deleted. Default 7.
+	Retention int `yaml:"retention,omitempty" json:"retention,omitempty"`
+	// age X25519 recipients (age1...) the backups are encrypted to.
+	Recipients []string `yaml:"recipients,omitempty" json:"recipients,omitempty"`
+	// Passphrase the backups are encrypted with, as a secret reference; instead of recipients.
+	Passphrase Secret `yaml:"passphrase,omitempty" json:"passphrase,omitempty"`
+	// age identity (AGE-SECRET-KEY-1...) used to verify each new backup, as a secret reference. Required with recipients.
+	Identity Secret `yaml:"identity,omitempty" json:"identity,omitempty"`
 }

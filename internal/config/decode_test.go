@@ -48,7 +48,7 @@ func TestParseDecodeErrors(t *testing.T) {
 		{
 			name: "unknown key without close match lists known keys",
 			yaml: "colour: blue\n",
-			want: []string{`moat.yaml:1:1: colour: unknown key (known keys: data_dir, listen, limits, tls, trusted_proxies, reserved_headers, headers, log, routes)`},
+			want: []string{`moat.yaml:1:1: colour: unknown key (known keys: data_dir, listen, limits, tls, trusted_proxies, reserved_headers, headers, log, database, keys, backup, routes)`},
 		},
 		{
 			name: "dash instead of underscore",
@@ -274,7 +274,7 @@ routes:
     policy: deny
     upstreams: *ups
 `
-	c, err := Parse("moat.yaml", []byte(doc))
+	c, err := Parse("moat.yaml", withKeys(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func TestParseBoundsAliasExpansion(t *testing.T) {
 }
 
 func parseString(s string) error {
-	_, err := Parse("moat.yaml", []byte(s))
+	_, err := Parse("moat.yaml", withKeys(s))
 	return err
 }
 
@@ -346,7 +346,7 @@ func TestParseRefusesLargeFile(t *testing.T) {
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "moat.yaml")
-	if err := os.WriteFile(path, []byte(minimal), 0o600); err != nil {
+	if err := os.WriteFile(path, withKeys(minimal), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := Load(path)

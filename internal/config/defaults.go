@@ -2,6 +2,7 @@ package config
 
 import (
 	"log/slog"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +68,12 @@ func (c *Config) ApplyDefaults() {
 
 	str(&c.Log.Level, LevelInfo)
 	boolean(&c.Log.Access, true)
+
+	if b := c.Backup; b != nil {
+		str(&b.Dir, filepath.Join(c.DataDir, "backups"))
+		num(c, &b.Interval, "backup.interval", Duration(24*time.Hour))
+		num(c, &b.Retention, "backup.retention", 7)
+	}
 
 	for i := range c.Routes {
 		r := &c.Routes[i]

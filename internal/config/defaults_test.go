@@ -8,7 +8,7 @@ import (
 )
 
 func TestDefaults(t *testing.T) {
-	c, err := Parse("moat.yaml", []byte(minimal+"    health_check: {path: /healthz}\n"))
+	c, err := Parse("moat.yaml", withKeys(minimal+"    health_check: {path: /healthz}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestDefaultsACMEChallenges(t *testing.T) {
 }
 
 func TestDefaultsKeepExplicitValues(t *testing.T) {
-	c, err := Parse("moat.yaml", []byte(`data_dir: /var/lib/moat
+	c, err := Parse("moat.yaml", withKeys(`data_dir: /var/lib/moat
 limits:
   max_connections: 0
   read_timeout: 0s

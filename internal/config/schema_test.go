@@ -81,7 +81,7 @@ func TestSchemaShape(t *testing.T) {
 		{"policy enum", []string{"routes", "items", "policy"}, "enum", []any{"public", "deny"}},
 		{"policy description", []string{"routes", "items", "policy"}, "description", "Access policy."},
 		{"route required keys", []string{"routes", "items"}, "required", []any{"name", "policy"}},
-		{"routes required", nil, "required", []any{"routes"}},
+		{"routes required", nil, "required", []any{"keys", "routes"}},
 		{"log level enum", []string{"log", "level"}, "enum", []any{"debug", "info", "warn", "error"}},
 		{"challenge enum", []string{"tls", "acme", "challenges", "items"}, "enum", []any{"http-01", "tls-alpn-01"}},
 		{"acme required keys", []string{"tls", "acme"}, "required", []any{"domains", "accept_tos"}},

@@ -120,3 +120,15 @@ func TestSecretResolve(t *testing.T) {
 		t.Errorf("got %q, %v", got, err)
 	}
 }
+
+// withKeys appends a master key reference to a test document, after its
+// last line so that the positions of earlier lines stay as they are.
+func withKeys(doc string) []byte {
+	if strings.Contains(doc, "master_key") {
+		return []byte(doc)
+	}
+	if doc != "" && !strings.HasSuffix(doc, "\n") {
+		doc += "\n"
+	}
+	return []byte(doc + "keys: {master_key: env:MOAT_TEST_MASTER_KEY}\n")
+}

@@ -1,11 +1,15 @@
 package config
 
 import (
+	"errors"
+	"filippo.io/age"
 	"fmt"
 	"net/mail"
 	"net/netip"
+	"net/url"
 	"reflect"
 	"strings"
+	"time"
 )
 
 // minHSTSMaxAge is the shortest HSTS max-age accepted.
@@ -33,6 +37,14 @@ func (c *Config) Validate() error {
 	}
 	v.headers("headers", c.Headers)
 	v.check("log.level", oneOf("log level", c.Log.Level, LevelDebug, LevelInfo, LevelWarn, LevelError))
+	v.check("database.url", checkDatabaseURL(c.Database.URL))
+	v.check("database.migrate_url", checkDatabaseURL(c.Database.MigrateURL))
+	if c.Keys.MasterKey == "" {
+		v.add("keys.master_key", "required: Moat encrypts secrets at rest and refuses to start without a master key; make one with `moat keys generate > /etc/moat/master.key` and set master_key: file:/etc/moat/master.key")
+	}
+	if c.Backup != nil {
+		v.backup(*c.Backup)
+	}
 	v.routes(c.Routes)
 	if len(v.problems) == 0 {
 		return nil
@@ -196,6 +208,44 @@ func (v *validator) acme(a ACME, l Listen) {
 	if !a.AcceptTOS {
 		v.add("tls.acme.accept_tos", "must be true: set accept_tos: true to accept the CA's terms of service")
 	}
+}
+
+func (v *validator) backup(b Backup) {
+	switch {
+	case len(b.Recipients) == 0 && b.Passphrase == "":
+		v.add("backup", "set recipients (age public keys) or passphrase: backups are always encrypted")
+	case len(b.Recipients) > 0 && b.Passphrase != "":
+		v.add("backup.passphrase", "set recipients or passphrase, not both: an age file is encrypted to one or the other")
+	case len(b.Recipients) > 0 && b.Identity == "":
+		v.add("backup.identity", "required with recipients: the age identity (a secret reference) that decrypts each new backup to verify it")
+	}
+	for i, r := range b.Recipients {
+		if _, err := age.ParseX25519Recipient(r); err != nil {
+			v.add(indexPath("backup.recipients", i), "%q is not an age X25519 recipient (age1...)", clip(r, 70))
+		}
+	}
+	if b.Interval.D() < time.Minute {
+		v.add("backup.interval", "must be at least 1m")
+	}
+	if b.Retention < 1 {
+		v.add("backup.retention", "must keep at least one backup")
+	}
+}
+
+// checkDatabaseURL accepts an empty URL (SQLite), a secret reference, or an
+// inline PostgreSQL URL that holds no password.
+func checkDatabaseURL(s string) error {
+	if s == "" || isSecretRef(s) {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" && u.Query().Get("host") == "" {
+		return errors.New("want a PostgreSQL URL such as postgres://moat@db.example.com/moat?sslmode=verify-full, a secret reference (env:NAME, file:PATH), or nothing for SQLite")
+	}
+	if _, has := u.User.Password(); has || u.Query().Has("password") {
+		return errors.New("the URL holds a password: put the whole URL in a secret reference (env:NAME or file:PATH) instead")
+	}
+	return nil
 }
 
 // headers checks that each header value can be sent.

@@ -34,10 +34,12 @@ func newTestFiles(t *testing.T) testFiles {
 	return f
 }
 
+const testRecipient = "age13j0x9v8t7g7a8pje2q9rjr4z7q48lv4rq766rx6knndqksygnqdsvx6zgv"
+
 // validBase is a valid configuration with two routes, from a file.
 func validBase(t *testing.T) *Config {
 	t.Helper()
-	c, err := Parse("moat.yaml", []byte(`tls:
+	c, err := Parse("moat.yaml", withKeys(`tls:
   dev: {}
 routes:
   - name: api
@@ -110,6 +112,25 @@ func TestValidateRules(t *testing.T) {
 		{"hosts overlap in part", func(c *Config) {
 			c.Routes[1].Hosts, c.Routes[1].Path = []string{"other.example.com", "api.example.com"}, "/v1"
 		}, "routes[1]", `for host "api.example.com"`},
+		{"master key missing", func(c *Config) { c.Keys.MasterKey = "" }, "keys.master_key", "moat keys generate"},
+		{"database url with password", func(c *Config) { c.Database.URL = "postgres://moat:hunter2@db.example.com/moat" }, "database.url", "holds a password"},
+		{"database url password parameter", func(c *Config) { c.Database.URL = "postgres://moat@db.example.com/moat?password=x" }, "database.url", "holds a password"},
+		{"database url not postgres", func(c *Config) { c.Database.URL = "mysql://db.example.com/moat" }, "database.url", "PostgreSQL URL"},
+		{"migrate url with password", func(c *Config) { c.Database.MigrateURL = "postgresql://a:b@h/db" }, "database.migrate_url", "holds a password"},
+		{"backup without encryption", func(c *Config) { c.Backup = &Backup{Interval: Duration(time.Hour), Retention: 1} }, "backup", "always encrypted"},
+		{"backup with both", func(c *Config) {
+			c.Backup = &Backup{Interval: Duration(time.Hour), Retention: 1, Passphrase: "env:P", Recipients: []string{testRecipient}, Identity: "env:I"}
+		}, "backup.passphrase", "not both"},
+		{"backup recipients without identity", func(c *Config) {
+			c.Backup = &Backup{Interval: Duration(time.Hour), Retention: 1, Recipients: []string{testRecipient}}
+		}, "backup.identity", "required with recipients"},
+		{"backup bad recipient", func(c *Config) {
+			c.Backup = &Backup{Interval: Duration(time.Hour), Retention: 1, Recipients: []string{"age1nope"}, Identity: "env:I"}
+		}, "backup.recipients[0]", "not an age X25519 recipient"},
+		{"backup retention zero", func(c *Config) { c.Backup = &Backup{Interval: Duration(time.Hour), Passphrase: "env:P"} }, "backup.retention", "at least one"},
+		{"backup interval short", func(c *Config) {
+			c.Backup = &Backup{Interval: Duration(time.Second), Retention: 3, Passphrase: "env:P"}
+		}, "backup.interval", "at least 1m"},
 		{"frame options unknown", func(c *Config) { c.Routes[0].Headers.FrameOptions = "ALLOW-FROM https://x" }, "routes[0].headers.frame_options", "must be DENY, SAMEORIGIN or off"},
 		{"upstream CA missing", func(c *Config) { c.Routes[1].UpstreamTLS.CA = "/nonexistent/ca.pem" }, "routes[1].upstream_tls.ca", `CA file "/nonexistent/ca.pem": no such file`},
 		{"upstream CA is a directory", func(c *Config) { c.Routes[1].UpstreamTLS.CA = filepath.Dir(files.ca) }, "routes[1].upstream_tls.ca", "not a regular file"},
@@ -282,7 +303,7 @@ func TestValidateKeyFileMode(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblemWithPositions(t *testing.T) {
-	_, err := Parse("moat.yaml", []byte(`listen:
+	_, err := Parse("moat.yaml", withKeys(`listen:
   admin: 0.0.0.0:9090
 log:
   level: loud

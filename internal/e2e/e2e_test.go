@@ -6,8 +6,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -63,9 +65,9 @@ func run(t *testing.T, args ...string) (int, string, string) {
 func TestCLI(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
-	writeFile(t, good, "tls:\n  dev: {}\nroutes:\n  - name: all\n    path: /\n    policy: deny\n")
+	writeFile(t, good, "keys: {master_key: env:MOAT_E2E_MASTER_KEY}\ntls:\n  dev: {}\nroutes:\n  - name: all\n    path: /\n    policy: deny\n")
 	bad := filepath.Join(dir, "bad.yaml")
-	writeFile(t, bad, "tls:\n  dev: {}\nroutes:\n  - name: all\n    path: /\n    polcy: public\n    upstreams: [http://127.0.0.1:1]\n")
+	writeFile(t, bad, "keys: {master_key: env:MOAT_E2E_MASTER_KEY}\ntls:\n  dev: {}\nroutes:\n  - name: all\n    path: /\n    polcy: public\n    upstreams: [http://127.0.0.1:1]\n")
 
 	tests := []struct {
 		name     string
@@ -87,10 +89,10 @@ func TestCLI(t *testing.T) {
 		{name: "serve bad flag", args: []string{"serve", "--nope"}, code: 2, stderr: `flag provided but not defined`},
 		{name: "check ok", args: []string{"config", "check", good}, code: 0, stdout: `^ok\n$`},
 		{name: "check unknown key with line and column", args: []string{"config", "check", bad}, code: 2,
-			stderr: regexp.QuoteMeta(bad) + `:6:5: .*polcy.*`, noStdout: true},
+			stderr: regexp.QuoteMeta(bad) + `:7:5: .*polcy.*`, noStdout: true},
 		{name: "check missing policy", args: []string{"config", "check", bad}, code: 2, stderr: `policy`},
 		{name: "check missing file", args: []string{"config", "check", filepath.Join(dir, "nope.yaml")}, code: 2, stderr: `nope.yaml`},
-		{name: "serve bad config", args: []string{"serve", "--config", bad}, code: 2, stderr: `:6:5: `},
+		{name: "serve bad config", args: []string{"serve", "--config", bad}, code: 2, stderr: `:7:5: `},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,6 +216,7 @@ func get(t *testing.T, c *http.Client, url string) (int, string) {
 
 func serveConfig(dataDir, httpsAddr, adminAddr, upstream, policy string) string {
 	return fmt.Sprintf(`data_dir: %s
+keys: {master_key: file:%s}
 listen:
   https: %s
   admin: %s
@@ -224,7 +227,7 @@ routes:
     path: /
     policy: %s
     upstreams: [%s]
-`, dataDir, httpsAddr, adminAddr, policy, upstream)
+`, dataDir, masterKeyFile(dataDir), httpsAddr, adminAddr, policy, upstream)
 }
 
 func TestServeReloadAndGracefulStop(t *testing.T) {
@@ -454,4 +457,18 @@ func TestLogLevelKeepsSecurityRecords(t *testing.T) {
 	if strings.Contains(p.logs(), "moat started") {
 		t.Error("an info message was written at log.level error")
 	}
+}
+
+// masterKeyFile writes a fresh master key into dir (once) and returns its path.
+func masterKeyFile(dir string) string {
+	path := filepath.Join(dir, "master.key")
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(b[:])+"\n"), 0o600); err != nil {
+		panic(err)
+	}
+	return path
 }

@@ -38,8 +38,9 @@ const OwnPagesCSP = "default-src 'none'; style-src 'self'; img-src 'self'; scrip
 // Set is a compiled list of response headers. It is immutable and safe for
 // concurrent use.
 type Set struct {
-	fixed []field  // always set, overwriting upstream values
-	csp   []string // set only when the response has no CSP of its own
+	fixed          []field  // always set, overwriting upstream values
+	csp            []string // set only when the response has no CSP of its own
+	frameAncestors string   // enforced in a CSP of the response's own; "" when framing is left to it
 }
 
 type field struct {
@@ -99,10 +100,11 @@ func Compile(global, route config.Headers, hsts *config.HSTS) (*Set, error) {
 	defCSP := ""
 	switch xfo {
 	case "DENY":
-		defCSP = "frame-ancestors 'none'"
+		s.frameAncestors = "frame-ancestors 'none'"
 	case "SAMEORIGIN":
-		defCSP = "frame-ancestors 'self'"
+		s.frameAncestors = "frame-ancestors 'self'"
 	}
+	defCSP = s.frameAncestors
 	csp, err := pick("content_security_policy", route.ContentSecurityPolicy, global.ContentSecurityPolicy, defCSP)
 	errs = append(errs, err)
 	if csp != "" {
@@ -131,15 +133,57 @@ func HSTSValue(h config.HSTS) string {
 }
 
 // Apply writes the set into h: the fixed headers overwrite whatever is there,
-// the CSP is added only when h has none. It shares the Set's one-element
+// the CSP is added only when h has none, and a CSP h has is made to carry
+// the configured frame-ancestors. It shares the Set's one-element
 // value slices with h (an append to them copies), so it does not allocate.
 func (s *Set) Apply(h http.Header) {
 	for _, f := range s.fixed {
 		h[f.name] = f.value
 	}
-	if s.csp != nil {
-		if _, ok := h["Content-Security-Policy"]; !ok {
+	own, ok := h["Content-Security-Policy"]
+	switch {
+	case !ok:
+		if s.csp != nil {
 			h["Content-Security-Policy"] = s.csp
 		}
+	case s.frameAncestors != "":
+		// Browsers ignore X-Frame-Options when a CSP has frame-ancestors,
+		// so the response's own CSP must not be able to allow framing.
+		h["Content-Security-Policy"] = withFrameAncestors(own, s.frameAncestors)
 	}
+}
+
+// withFrameAncestors returns the policies with their frame-ancestors
+// directive replaced by fa, or fa added where there is none.
+func withFrameAncestors(policies []string, fa string) []string {
+	out := make([]string, len(policies))
+	for i, p := range policies {
+		var b strings.Builder
+		found := false
+		for _, d := range strings.Split(p, ";") {
+			d = strings.TrimSpace(d)
+			if d == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(d, " ")
+			if strings.EqualFold(name, "frame-ancestors") {
+				if found {
+					continue
+				}
+				d, found = fa, true
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(d)
+		}
+		if !found {
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(fa)
+		}
+		out[i] = b.String()
+	}
+	return out
 }

@@ -115,8 +115,19 @@ func TestApplyUpstreamCannotWeaken(t *testing.T) {
 	if got := h.Get("Strict-Transport-Security"); got != "max-age=63072000; includeSubDomains" {
 		t.Errorf("HSTS = %q", got)
 	}
-	if got := h.Get("Content-Security-Policy"); got != "default-src 'self'" {
-		t.Errorf("the upstream's own CSP must be kept, got %q", got)
+	if got := h.Get("Content-Security-Policy"); got != "default-src 'self'; frame-ancestors 'none'" {
+		t.Errorf("the upstream's own CSP must be kept, with framing refused: got %q", got)
+	}
+	for in, want := range map[string]string{
+		"frame-ancestors *; script-src 'self'":       "frame-ancestors 'none'; script-src 'self'",
+		"script-src 'self' ; FRAME-ANCESTORS https:": "script-src 'self'; frame-ancestors 'none'",
+		"frame-ancestors *; frame-ancestors https:":  "frame-ancestors 'none'",
+	} {
+		h := http.Header{"Content-Security-Policy": {in}}
+		s.Apply(h)
+		if got := h.Get("Content-Security-Policy"); got != want {
+			t.Errorf("CSP %q became %q, want %q", in, got, want)
+		}
 	}
 	if n := testing.AllocsPerRun(100, func() { s.Apply(http.Header{}) }); n > 1 {
 		t.Errorf("Apply allocates %v times, want at most the map itself", n)

@@ -114,6 +114,61 @@ func (t *Table[T]) Match(host, path string) (v T, ok bool) {
 	return matchPath(t.any, path)
 }
 
+// MatchLoose reports whether any route of the table covers host and path
+// when paths are compared without regard to case and a prefix may also end
+// at '.', ';', a space or a tab. It is meant for a table of deny routes:
+// backends that match paths case-insensitively, strip ";params" or format
+// suffixes (".json"), or trim trailing spaces would otherwise serve a
+// denied resource under another spelling. Unlike Match, every host class
+// is tried, so a deny route without hosts covers every host.
+func (t *Table[T]) MatchLoose(host, path string) (v T, ok bool) {
+	h := normHost(host)
+	if h != "" {
+		if v, ok = matchLoose(t.exact[h], path); ok {
+			return v, true
+		}
+		if i := strings.IndexByte(h, '.'); i > 0 {
+			if v, ok = matchLoose(t.wildcard[h[i+1:]], path); ok {
+				return v, true
+			}
+		}
+	}
+	return matchLoose(t.any, path)
+}
+
+func matchLoose[T any](es []entry[T], path string) (v T, ok bool) {
+	for i := range es {
+		p := es[i].prefix
+		if p == "" {
+			return es[i].value, true
+		}
+		if len(path) < len(p) || !strings.EqualFold(path[:len(p)], p) {
+			continue
+		}
+		if len(path) == len(p) {
+			return es[i].value, true
+		}
+		switch path[len(p)] {
+		case '/', '.', ';', ' ', '\t':
+			return es[i].value, true
+		}
+	}
+	return v, false
+}
+
+// Hosts returns the exact and wildcard host names of the table's routes.
+func (t *Table[T]) Hosts() []string {
+	var hs []string
+	for h := range t.exact {
+		hs = append(hs, h)
+	}
+	for h := range t.wildcard {
+		hs = append(hs, "*."+h)
+	}
+	sort.Strings(hs)
+	return hs
+}
+
 // HostKnown reports whether any route could match host, whatever the path.
 func (t *Table[T]) HostKnown(host string) bool {
 	if len(t.any) > 0 {

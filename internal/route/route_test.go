@@ -128,3 +128,35 @@ func BenchmarkMatch(b *testing.B) {
 		tab.Match("hc.example.com:8443", "/pca/items/42")
 	}
 }
+
+func TestMatchLoose(t *testing.T) {
+	deny, err := New([]Spec[string]{
+		{Path: "/admin", Value: "admin"},
+		{Hosts: []string{"api.example.com"}, Path: "/internal/", Value: "internal"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		host, path, want string
+	}{
+		{"x.test", "/admin", "admin"},
+		{"x.test", "/ADMIN/users", "admin"},
+		{"x.test", "/Admin", "admin"},
+		{"x.test", "/admin.json", "admin"},
+		{"x.test", "/admin;jsessionid=1", "admin"},
+		{"x.test", "/admin ", "admin"},
+		{"x.test", "/admin\t", "admin"},
+		{"api.example.com", "/admin", "admin"}, // host-less deny covers every host
+		{"api.example.com", "/Internal/x", "internal"},
+		{"x.test", "/administrators", ""},
+		{"x.test", "/adm", ""},
+		{"x.test", "/internal/x", ""}, // that deny route names another host
+	}
+	for _, tt := range tests {
+		got, ok := deny.MatchLoose(tt.host, tt.path)
+		if (tt.want == "") == ok || got != tt.want {
+			t.Errorf("MatchLoose(%q, %q) = %q, %v; want %q", tt.host, tt.path, got, ok, tt.want)
+		}
+	}
+}

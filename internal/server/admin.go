@@ -29,8 +29,9 @@ func (s *Server) adminHandler() http.Handler {
 }
 
 // redirector is the plain-HTTP listener's handler: every request is sent to
-// the same URL over HTTPS with 308, which keeps the method and body. Hosts
-// no route serves get 404, so the listener is no open redirector.
+// the same URL over HTTPS with 308, which keeps the method and body. Only
+// hosts that routes name or that Moat has a certificate for are redirected;
+// others get 404, so the listener is no open redirector.
 type redirector struct{ s *Server }
 
 func (rd redirector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -39,7 +40,7 @@ func (rd redirector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	if host == "" || strings.ContainsAny(host, "/\\@?#% ") || !snap.routes.HostKnown(host) {
+	if host == "" || !snap.redirects.has(strings.Trim(host, "[]")) {
 		http.NotFound(w, r)
 		return
 	}

@@ -42,25 +42,39 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw = newResponseWriter(w, snap.ownHeaders)
 	}
 	rw.Header().Set("X-Request-Id", info.ID)
-	defer rw.release()
+	defer g.finish(r, info, snap, rt, rw)
 
-	switch {
-	case !cleanPath(r.URL.Path) || encodedSlash(r.URL.RawPath):
-		// Dot segments, doubled or encoded slashes and NULs could make the
-		// route Moat matched differ from the resource the upstream serves.
-		g.refuse(rw, r, info, snap, "hygiene.path", &problem.Error{Status: http.StatusBadRequest, Detail: "The request path is not in canonical form."})
-	case rt == nil:
+	if rule, detail := hygiene(r); rule != "" {
+		g.refuse(rw, r, info, snap, rule, &problem.Error{Status: http.StatusBadRequest, Detail: detail})
+		return
+	}
+	if rt == nil {
 		g.refuse(rw, r, info, snap, "route.none", &problem.Error{Status: http.StatusNotFound})
-	default:
-		info.Route = rt.name
-		switch rt.policy {
-		case policyPublic:
-			rt.handler.ServeHTTP(rw, r)
-		default:
+		return
+	}
+	info.Route = rt.name
+	if rt.policy != policyDeny {
+		// Deny wins: a deny route that covers the request in any spelling a
+		// backend might accept refuses it, whichever route matched first.
+		if d, ok := snap.denies.MatchLoose(r.Host, r.URL.Path); ok {
+			info.Route = d.name
 			g.refuse(rw, r, info, snap, "policy.deny", &problem.Error{Status: http.StatusForbidden})
+			return
 		}
 	}
+	switch rt.policy {
+	case policyPublic:
+		rt.handler.ServeHTTP(rw, r)
+	default:
+		g.refuse(rw, r, info, snap, "policy.deny", &problem.Error{Status: http.StatusForbidden})
+	}
+}
 
+// finish records the request in the metrics and the access log, and
+// returns the pooled writer. It runs deferred so that a response aborted
+// midway (the proxy panics with http.ErrAbortHandler) is recorded too.
+func (g gateway) finish(r *http.Request, info *request.Info, snap *snapshot, rt *compiledRoute, rw *responseWriter) {
+	p := recover()
 	if rw.status == 0 {
 		rw.status = http.StatusOK // a handler that wrote nothing
 	}
@@ -71,8 +85,29 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		snap.noRoute.observe(rw.status, elapsed.Seconds())
 	}
 	if snap.accessLog {
-		g.s.logAccess(r, info, rw, elapsed)
+		g.s.logAccess(r, info, rw, elapsed, p != nil)
 	}
+	rw.release()
+	if p != nil {
+		panic(p)
+	}
+}
+
+// hygiene checks what the router and the upstream must agree on. It returns
+// the rule that failed and a public detail, or "" when the request is fine.
+func hygiene(r *http.Request) (rule, detail string) {
+	switch {
+	case !cleanPath(r.URL.Path) || encodedSlash(r.URL.RawPath):
+		// Dot segments, doubled or encoded slashes, ";" parameters and NULs
+		// could make the route Moat matched differ from the resource the
+		// upstream serves.
+		return "hygiene.path", "The request path is not in canonical form."
+	case !validHost(r.Host):
+		return "hygiene.host", "The Host header is not a valid host name and port."
+	case !validQuery(r.URL.RawQuery):
+		return "hygiene.query", "The query string holds spaces or control characters."
+	}
+	return "", ""
 }
 
 // refuse answers a request Moat itself decided to turn away, and records
@@ -103,8 +138,8 @@ func (g gateway) refuse(w http.ResponseWriter, r *http.Request, info *request.In
 // logAccess writes one access-log line. It logs no header, so credentials
 // (Authorization, Cookie, Set-Cookie) never reach it, and the path without
 // its query string, where tokens sometimes travel.
-func (s *Server) logAccess(r *http.Request, info *request.Info, rw *responseWriter, elapsed time.Duration) {
-	s.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
+func (s *Server) logAccess(r *http.Request, info *request.Info, rw *responseWriter, elapsed time.Duration, aborted bool) {
+	attrs := []slog.Attr{
 		slog.String("method", r.Method),
 		slog.String("host", truncate(r.Host, 256)),
 		slog.String("path", truncate(r.URL.Path, 1024)),
@@ -115,19 +150,24 @@ func (s *Server) logAccess(r *http.Request, info *request.Info, rw *responseWrit
 		slog.String("client_ip", info.ClientIP.String()),
 		slog.String("request_id", info.ID),
 		slog.String("proto", r.Proto),
-	)
+	}
+	if aborted {
+		attrs = append(attrs, slog.Bool("aborted", true))
+	}
+	s.access.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
 // cleanPath reports whether p is an absolute path with no dot segments, no
-// empty segments, no backslashes and no NUL. Browsers and HTTP clients
-// normalise paths before sending, so only crafted requests fail this.
+// empty segments, no ";" path parameters, no backslashes and no NUL.
+// Browsers and HTTP clients normalise paths before sending, so only crafted
+// requests fail this.
 func cleanPath(p string) bool {
 	if p == "" || p[0] != '/' {
 		return false
 	}
 	for i := 0; i < len(p); i++ {
 		switch p[i] {
-		case 0, '\\':
+		case 0, '\\', ';':
 			return false
 		case '/':
 			if i+1 < len(p) && p[i+1] == '/' {
@@ -140,6 +180,67 @@ func cleanPath(p string) bool {
 					return false
 				}
 			}
+		}
+	}
+	return true
+}
+
+// validHost reports whether h is empty or a host name or IP literal with an
+// optional numeric port, so that nothing else rides into X-Forwarded-Host.
+func validHost(h string) bool {
+	if h == "" {
+		return true
+	}
+	if h[0] == '[' {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		for _, c := range h[1:end] {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' || c == ':' || c == '.') {
+				return false
+			}
+		}
+		h = h[end+1:]
+		if h == "" {
+			return true
+		}
+		if h[0] != ':' {
+			return false
+		}
+		return validPort(h[1:])
+	}
+	name, port, hasPort := strings.Cut(h, ":")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return !hasPort || validPort(port)
+}
+
+func validPort(p string) bool {
+	if p == "" || len(p) > 5 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// validQuery reports whether a raw query has no spaces or control
+// characters, which would corrupt the request line sent upstream.
+func validQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		if q[i] <= ' ' || q[i] == 0x7f {
+			return false
 		}
 	}
 	return true

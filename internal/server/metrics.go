@@ -19,6 +19,8 @@ type metrics struct {
 	reloads  *prometheus.CounterVec
 	reloadTS prometheus.Gauge
 	events   *prometheus.CounterVec
+	backupTS prometheus.Gauge // last verified scheduled backup
+	backupOK prometheus.Gauge
 }
 
 func newMetrics(version string, snap func() *snapshot) *metrics {
@@ -46,13 +48,21 @@ func newMetrics(version string, snap func() *snapshot) *metrics {
 			Help: "Security events, by kind and outcome.",
 		}, []string{"kind", "outcome"}),
 	}
+	m.backupTS = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "moat_backup_last_success_timestamp_seconds",
+		Help: "Unix time of the last scheduled backup that was written and verified; 0 until one is.",
+	})
+	m.backupOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "moat_backup_last_verify_ok",
+		Help: "1 when the last scheduled backup verified, 0 when it failed or none ran yet.",
+	})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "moat_build_info",
 		Help:        "Always 1; labels carry the Moat version and the Go version it was built with.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.reloadTS, m.events, info,
+	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.reloadTS, m.events, m.backupTS, m.backupOK, info,
 		upstreamCollector{snap},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

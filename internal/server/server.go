@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/net/netutil"
 
+	"github.com/moatgw/moat/internal/backup"
 	"github.com/moatgw/moat/internal/certs"
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/event"
@@ -44,6 +45,7 @@ type Server struct {
 
 	snap  atomic.Pointer[snapshot]
 	certs atomic.Pointer[tlsState]
+	state *State // the store and key ring
 
 	mu       sync.Mutex // serialises Reload and Shutdown
 	ctx      context.Context
@@ -97,9 +99,15 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.state, err = OpenState(s.ctx, o.Config, StateOptions{Migrate: true}, o.Logger.With("component", "store"))
+	if err != nil {
+		snap.close()
+		return nil, err
+	}
 	ts, err := newTLSState(s.ctx, o.Config, o.Logger)
 	if err != nil {
 		snap.close()
+		_ = s.state.Close()
 		return nil, err
 	}
 	s.snap.Store(snap)
@@ -125,6 +133,37 @@ func (s *Server) Start() error {
 		}
 	}
 
+	// Bind every listener before any serves, so that the addresses are
+	// settled before a handler can read them.
+	var lns []net.Listener
+	listen := func(name, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			return nil, fmt.Errorf("%s listener: %w", name, err)
+		}
+		lns = append(lns, ln)
+		s.addrs[name] = ln.Addr()
+		return ln, nil
+	}
+	ln, err := listen("https", cfg.Listen.HTTPS)
+	if err != nil {
+		return err
+	}
+	var pln, aln net.Listener
+	if cfg.Listen.HTTP != "" {
+		if pln, err = listen("http", cfg.Listen.HTTP); err != nil {
+			return err
+		}
+	}
+	if cfg.Listen.Admin != "" {
+		if aln, err = listen("admin", cfg.Listen.Admin); err != nil {
+			return err
+		}
+	}
+
 	gw := base(gateway{s: s})
 	gw.TLSConfig = &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -132,44 +171,30 @@ func (s *Server) Start() error {
 			return s.certs.Load().conf, nil
 		},
 	}
-	ln, err := net.Listen("tcp", cfg.Listen.HTTPS)
-	if err != nil {
-		return fmt.Errorf("https listener: %w", err)
-	}
-	s.addrs["https"] = ln.Addr()
 	if lim.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, lim.MaxConnections)
 	}
 	s.servers = append(s.servers, gw)
 	s.serve("https", func() error { return gw.ServeTLS(ln, "", "") })
-
-	if cfg.Listen.HTTP != "" {
+	if pln != nil {
 		plain := base(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Looked up per request: a reload may bring a new ACME manager.
 			s.certs.Load().m.HTTPHandler(redirector{s: s}).ServeHTTP(w, r)
 		}))
-		pln, err := net.Listen("tcp", cfg.Listen.HTTP)
-		if err != nil {
-			s.closeAll()
-			return fmt.Errorf("http listener: %w", err)
-		}
-		s.addrs["http"] = pln.Addr()
 		s.servers = append(s.servers, plain)
 		s.serve("http", func() error { return plain.Serve(pln) })
 	}
-
-	if cfg.Listen.Admin != "" {
+	if aln != nil {
 		admin := base(s.adminHandler())
-		aln, err := net.Listen("tcp", cfg.Listen.Admin)
-		if err != nil {
-			s.closeAll()
-			return fmt.Errorf("admin listener: %w", err)
-		}
-		s.addrs["admin"] = aln.Addr()
 		s.admin = admin
 		s.serve("admin", func() error { return admin.Serve(aln) })
 	}
 	s.snap.Load().start(s.ctx)
+	s.wg.Go(s.refreshKeys)
+	if err := s.startBackups(cfg); err != nil {
+		s.closeAll()
+		return err
+	}
 	if err := s.startCerts(s.certs.Load()); err != nil {
 		s.closeAll()
 		return err
@@ -179,6 +204,70 @@ func (s *Server) Start() error {
 		s.logger.Warn("serving a development certificate: clients must trust the local CA; for production use tls.certificates or tls.acme (docs/tls.md)", "ca_cert", ca)
 	}
 	return nil
+}
+
+// startBackups starts the backup scheduler when the config has a backup
+// section. Each result becomes a security event and sets the backup metrics.
+func (s *Server) startBackups(cfg *config.Config) error {
+	if cfg.Backup == nil {
+		return nil
+	}
+	bs, err := BackupCrypto(cfg)
+	if err != nil {
+		return err
+	}
+	sched, err := backup.NewScheduler(backup.SchedulerOptions{
+		Store:      s.state.Store,
+		Dir:        bs.Dir,
+		Interval:   cfg.Backup.Interval.D(),
+		Retention:  cfg.Backup.Retention,
+		Encryption: bs.Encryption,
+		Decryption: bs.Decryption,
+		Scratch:    bs.Scratch,
+		Logger:     s.baseLogger.With("component", "backup"),
+		OnResult:   s.backupResult,
+	})
+	if err != nil {
+		return fmt.Errorf("backups: %w", err)
+	}
+	s.wg.Go(func() { _ = sched.Run(s.ctx) })
+	return nil
+}
+
+func (s *Server) backupResult(res backup.Result) {
+	e := event.Event{Time: time.Now(), Kind: "backup.verified", Outcome: event.Success, Rule: "backup.schedule",
+		Details: map[string]string{"file": res.File}}
+	if res.Verified {
+		s.metrics.backupTS.Set(float64(time.Now().Unix()))
+		s.metrics.backupOK.Set(1)
+	} else {
+		e.Outcome = event.Failure
+		if res.File == "" {
+			e.Kind = "backup.failed"
+		}
+		if res.Err != nil {
+			e.Details["error"] = res.Err.Error()
+		}
+		s.metrics.backupOK.Set(0)
+	}
+	s.events.Record(s.ctx, e)
+}
+
+// refreshKeys reloads the key ring's data keys every minute, so that a
+// rotation made by moat keys rotate in another process is picked up.
+func (s *Server) refreshKeys() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			if err := s.state.Ring.Reload(s.ctx); err != nil && s.ctx.Err() == nil {
+				s.logger.Error("reloading the key ring", "err", err)
+			}
+		}
+	}
 }
 
 // startCerts starts certificate management that needs running listeners
@@ -266,8 +355,12 @@ func (s *Server) Reload(cfg *config.Config) error {
 	}
 	oldLim, newLim := old.cfg.Limits, cfg.Limits
 	oldLim.ShutdownTimeout, newLim.ShutdownTimeout = 0, 0 // used as soon as it is loaded
-	if !reflect.DeepEqual(old.cfg.Listen, cfg.Listen) || oldLim != newLim || old.cfg.Log.Level != cfg.Log.Level {
-		s.logger.Warn("listen, limits or log.level settings changed; they take effect at the next restart")
+	if !reflect.DeepEqual(old.cfg.Listen, cfg.Listen) || oldLim != newLim || old.cfg.Log.Level != cfg.Log.Level ||
+		old.cfg.Database != cfg.Database || old.cfg.Keys != cfg.Keys || !reflect.DeepEqual(old.cfg.Backup, cfg.Backup) {
+		s.logger.Warn("listen, limits, log.level, database, keys or backup settings changed; they take effect at the next restart")
+	}
+	if err := s.state.Ring.Reload(s.ctx); err != nil {
+		s.logger.Error("reloading the key ring", "err", err)
 	}
 	next.start(s.ctx)
 	s.snap.Store(next)
@@ -319,10 +412,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			_ = s.admin.Close()
 		}
 	}
-	s.wg.Wait()
 	s.cancel()
+	s.wg.Wait()
 	s.snap.Load().close()
 	_ = s.certs.Load().m.Close()
+	if err := s.state.Close(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

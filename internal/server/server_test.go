@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -73,6 +76,8 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // list, with %s replaced by upstream.
 func testConfig(dir, extra, routes string) string {
 	return fmt.Sprintf(`data_dir: %s
+keys:
+  master_key: file:%s
 listen:
   https: 127.0.0.1:0
   http: 127.0.0.1:0
@@ -85,7 +90,22 @@ tls:
 %s
 routes:
 %s
-`, dir, extra, routes)
+`, dir, writeMasterKey(dir), extra, routes)
+}
+
+// writeMasterKey writes a fresh master key file into dir (once) and returns
+// its path.
+func writeMasterKey(dir string) string {
+	path := filepath.Join(dir, "master.key")
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(b[:])+"\n"), 0o600); err != nil {
+		panic(err)
+	}
+	return path
 }
 
 func startGateway(t *testing.T, yml string) *testGateway {
@@ -343,7 +363,8 @@ func TestPathHygiene(t *testing.T) {
 	up := echoUpstream(t)
 	g := startGateway(t, testConfig(t.TempDir(), "", standardRoutes(up.URL)))
 	addr := g.srv.Addr("https").String()
-	for _, p := range []string{"/x/../admin/", "/./admin", "//admin", "/%2Fadmin", "/a%2fb", "/x/..", "/%2e%2e/admin", "/a%00b", "/a\\..\\admin"} {
+	for _, p := range []string{"/x/../admin/", "/./admin", "//admin", "/%2Fadmin", "/a%2fb", "/x/..", "/%2e%2e/admin", "/a%00b", "/a\\..\\admin",
+		"/admin;x", "/x/..;/admin/users", "/admin;/users", "/a%3bb"} {
 		t.Run(p, func(t *testing.T) {
 			conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
 			if err != nil {
@@ -543,5 +564,173 @@ func TestAccessLogHasNoSecrets(t *testing.T) {
 	}
 	if strings.Contains(logs, "sekrit") {
 		t.Errorf("a secret reached the log:\n%s", logs)
+	}
+}
+
+func TestDenyWinsInAnySpelling(t *testing.T) {
+	up := echoUpstream(t)
+	routes := standardRoutes(up.URL) + fmt.Sprintf(`  - name: api
+    hosts: [api.example.test]
+    path: /
+    policy: public
+    upstreams: [%s]
+`, up.URL)
+	g := startGateway(t, testConfig(t.TempDir(), "", routes))
+	for _, c := range []struct{ host, path string }{
+		{"", "/ADMIN/users"},
+		{"", "/Admin"},
+		{"", "/admin.json"},
+		{"", "/admin%20"},
+		{"", "/admin%09"},
+		{"api.example.test", "/admin/users"}, // a host's own route does not override a deny route
+	} {
+		resp, _ := g.do(t, "GET", c.path, map[string]string{"Host": c.host})
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s %s: %d, want 403", c.host, c.path, resp.StatusCode)
+		}
+	}
+	for _, p := range []string{"/administrators", "/adm", "/x/admin"} {
+		if resp, _ := g.do(t, "GET", p, nil); resp.StatusCode != 200 {
+			t.Errorf("%s: %d, want 200", p, resp.StatusCode)
+		}
+	}
+}
+
+func TestHostHeaderHygiene(t *testing.T) {
+	up := echoUpstream(t)
+	g := startGateway(t, testConfig(t.TempDir(), "", standardRoutes(up.URL)))
+	addr := g.srv.Addr("https").String()
+	for _, host := range []string{"api.example.test:,evil.example", "a.test:80x", "a.test:123456", "a b.test", "[::1", "[::1]x"} {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("Host %q: %d, want 400", host, resp.StatusCode)
+		}
+	}
+	for _, host := range []string{"api.example.test", "api.example.test:8443", "127.0.0.1:1", "[::1]:8443", "[::1]"} {
+		if !validHost(host) {
+			t.Errorf("validHost(%q) = false", host)
+		}
+	}
+	for q, want := range map[string]bool{"a=b&c=d": true, "a=%20b": true, "a=b c": false, "a=\x01": false, "": true} {
+		if validQuery(q) != want {
+			t.Errorf("validQuery(%q) = %v", q, !want)
+		}
+	}
+}
+
+func TestRedirectOnlyToKnownHosts(t *testing.T) {
+	up := echoUpstream(t)
+	g := startGateway(t, testConfig(t.TempDir(), "", standardRoutes(up.URL)))
+	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for host, want := range map[string]int{"localhost": 308, "127.0.0.1": 308, "evil.example": 404, "evil.example;x": 404} {
+		req, _ := http.NewRequest("GET", "http://"+g.srv.Addr("http").String()+"/login", nil)
+		req.Host = host
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %q: %d, want %d (Location %q)", host, resp.StatusCode, want, resp.Header.Get("Location"))
+		}
+	}
+}
+
+func TestScheduledBackup(t *testing.T) {
+	up := echoUpstream(t)
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "backup-pass")
+	if err := os.WriteFile(pass, []byte("correct horse battery staple\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	extra := fmt.Sprintf("backup: {interval: 1h, retention: 2, passphrase: file:%s}", pass)
+	g := startGateway(t, testConfig(dir, extra, standardRoutes(up.URL)))
+	deadline := time.Now().Add(20 * time.Second)
+	for g.events.find("backup.verified", "backup.schedule") == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no backup.verified event")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e := g.events.find("backup.verified", "backup.schedule")
+	if e.Outcome != event.Success {
+		t.Fatalf("backup event %+v", e)
+	}
+	if fi, err := os.Stat(e.Details["file"]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup file %q: %v %v", e.Details["file"], fi, err)
+	}
+	resp, err := http.Get("http://" + g.srv.Addr("admin").String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "moat_backup_last_verify_ok 1") || strings.Contains(string(b), "moat_backup_last_success_timestamp_seconds 0") {
+		t.Errorf("backup metrics not set:\n%s", grepLines(string(b), "moat_backup"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestRefusesToStartWithoutMasterKey(t *testing.T) {
+	up := echoUpstream(t)
+	dir := t.TempDir()
+	yml := testConfig(dir, "", standardRoutes(up.URL))
+	cfg, err := config.Parse("t.yaml", []byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.Shutdown(ctx)
+
+	// Another master key: the key ring it made does not open.
+	writeKey := func(b byte) {
+		k := make([]byte, 32)
+		for i := range k {
+			k[i] = b
+		}
+		if err := os.WriteFile(filepath.Join(dir, "master.key"), []byte(base64.StdEncoding.EncodeToString(k)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeKey(7)
+	if _, err := New(Options{Config: cfg}); err == nil || !strings.Contains(err.Error(), "master key does not match") {
+		t.Errorf("wrong master key: %v", err)
+	}
+	// An unreadable master key file.
+	if err := os.Chmod(filepath.Join(dir, "master.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Config: cfg}); err == nil || !strings.Contains(err.Error(), "keys.master_key") {
+		t.Errorf("master key file readable by others: %v", err)
+	}
+	// Missing.
+	if err := os.Remove(filepath.Join(dir, "master.key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Config: cfg}); err == nil || !strings.Contains(err.Error(), "keys.master_key") {
+		t.Errorf("missing master key: %v", err)
 	}
 }

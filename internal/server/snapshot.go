@@ -2,10 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 
 	"github.com/moatgw/moat/internal/clientip"
 	"github.com/moatgw/moat/internal/config"
@@ -40,7 +44,9 @@ type compiledRoute struct {
 type snapshot struct {
 	cfg        *config.Config
 	routes     *route.Table[*compiledRoute]
+	denies     *route.Table[*compiledRoute] // deny routes only, matched loosely
 	list       []*compiledRoute
+	redirects  hostSet // hosts the plain-HTTP listener redirects
 	trusted    *clientip.Trusted
 	ownHeaders *headers.Set // for responses that match no route
 	noRoute    *routeMetrics
@@ -66,7 +72,7 @@ func (s *Server) compile(cfg *config.Config) (*snapshot, error) {
 		noRoute:    s.metrics.forRoute(""),
 		accessLog:  cfg.Log.AccessEnabled(),
 	}
-	var specs []route.Spec[*compiledRoute]
+	var specs, denySpecs []route.Spec[*compiledRoute]
 	var errs []error
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
@@ -77,16 +83,23 @@ func (s *Server) compile(cfg *config.Config) (*snapshot, error) {
 		}
 		snap.list = append(snap.list, cr)
 		specs = append(specs, route.Spec[*compiledRoute]{Hosts: rc.Hosts, Path: rc.Path, Value: cr})
+		if cr.policy == policyDeny {
+			denySpecs = append(denySpecs, specs[len(specs)-1])
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		snap.close()
 		return nil, err
 	}
 	snap.routes, err = route.New(specs)
+	if err == nil {
+		snap.denies, err = route.New(denySpecs)
+	}
 	if err != nil {
 		snap.close()
 		return nil, err
 	}
+	snap.redirects = redirectHosts(cfg, snap.routes)
 	return snap, nil
 }
 
@@ -161,4 +174,57 @@ func (snap *snapshot) close() {
 			r.proxy.Close()
 		}
 	}
+}
+
+// hostSet holds exact names and one-label wildcards ("*.example.com").
+type hostSet map[string]bool
+
+func (hs hostSet) has(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if hs[host] {
+		return true
+	}
+	if i := strings.IndexByte(host, '.'); i > 0 {
+		return hs["*"+host[i:]]
+	}
+	return false
+}
+
+// redirectHosts are the names the plain-HTTP listener may redirect to: the
+// hosts routes name, and the names Moat has certificates for. A route
+// without hosts does not make every name acceptable, or the listener would
+// redirect to whatever Host a client sends.
+func redirectHosts(cfg *config.Config, routes *route.Table[*compiledRoute]) hostSet {
+	hs := hostSet{}
+	add := func(h string) { hs[strings.ToLower(strings.TrimSuffix(h, "."))] = true }
+	for _, h := range routes.Hosts() {
+		add(h)
+	}
+	if d := cfg.TLS.Dev; d != nil {
+		for _, h := range d.Hosts {
+			add(h)
+		}
+	}
+	if a := cfg.TLS.ACME; a != nil {
+		for _, h := range a.Domains {
+			add(h)
+		}
+	}
+	for _, c := range cfg.TLS.Certificates {
+		pemBytes, err := os.ReadFile(c.Cert)
+		if err != nil {
+			continue
+		}
+		if block, _ := pem.Decode(pemBytes); block != nil {
+			if leaf, err := x509.ParseCertificate(block.Bytes); err == nil {
+				for _, h := range leaf.DNSNames {
+					add(h)
+				}
+				for _, ip := range leaf.IPAddresses {
+					add(ip.String())
+				}
+			}
+		}
+	}
+	return hs
 }
