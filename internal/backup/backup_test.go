@@ -302,3 +302,28 @@ func TestCreateFile(t *testing.T) {
 		}
 	})
 }
+
+// The backup holds sealed values as they are stored: the plaintext inside
+// the age file never contains them in the clear.
+func TestSealedValuesStaySealed(t *testing.T) {
+	s := newSQLite(t)
+	populate(t, s, "")
+	enc, dec := x25519Keys(t)
+	file, _ := backupBytes(t, s, enc)
+	pr, err := decrypt(bytes.NewReader(file), dec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(plain, []byte(magic)) || !bytes.Contains(plain, []byte("alice")) {
+		t.Fatal("the plaintext does not look like this store's backup")
+	}
+	for _, secret := range []string{"alice@example.com", "JBSWY3DPEHPK3PXP", "refresh\x00token", "s3cret"} {
+		if bytes.Contains(plain, []byte(secret)) {
+			t.Errorf("the backup holds %q in the clear", secret)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -82,8 +83,6 @@ func TestFormatRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := bytes.Clone(nil)
-	_ = want
 	if len(rows) != len(sampleRows) {
 		t.Fatalf("%d rows, want %d", len(rows), len(sampleRows))
 	}
@@ -118,7 +117,7 @@ type frames struct{ b []byte }
 func newFrames(t testing.TB, hdr any) *frames {
 	t.Helper()
 	f := &frames{b: []byte(magic)}
-	js, err := jsonMarshal(hdr)
+	js, err := json.Marshal(hdr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,9 +214,12 @@ func membershipFindings(ctx context.Context, conn *pgx.Conn, me role) ([]Finding
 func owned(rows pgx.Rows, myName string) (names []string, through string, err error) {
 	var owners []string
 	var name, owner string
+	direct := false
 	_, err = pgx.ForEachRow(rows, []any{&name, &owner}, func() error {
 		names = append(names, name)
-		if owner != myName && !slices.Contains(owners, owner) {
+		if owner == myName {
+			direct = true
+		} else if !slices.Contains(owners, owner) {
 			owners = append(owners, owner)
 		}
 		return nil
@@ -228,7 +231,10 @@ func owned(rows pgx.Rows, myName string) (names []string, through string, err er
 		for i, o := range owners {
 			owners[i] = ident(o)
 		}
-		through = " (through membership in " + strings.Join(owners, ", ") + ")"
+		through = ", through membership in " + strings.Join(owners, ", ")
+		if direct {
+			through = ", some" + through
+		}
 	}
 	return names, through, nil
 }
@@ -245,7 +251,7 @@ func ownershipFindings(ctx context.Context, conn *pgx.Conn, me role) ([]Finding,
 	if ownsDB {
 		through := ""
 		if dbOwner != me.name {
-			through = " (through membership in " + ident(dbOwner) + ")"
+			through = ", through membership in " + ident(dbOwner)
 		}
 		out = append(out, errorf("pg.owns_database",
 			"the role %s owns the database %s%s: a compromised gateway could create schemas, change the database's "+
@@ -267,9 +273,9 @@ func ownershipFindings(ctx context.Context, conn *pgx.Conn, me role) ([]Finding,
 	}
 	if len(schemas) > 0 {
 		out = append(out, errorf("pg.owns_schemas",
-			"the role %s owns %d %s%s (%s): a compromised gateway could drop %s with every object in %s; "+
+			"the role %s owns %d %s (%s)%s: a compromised gateway could drop %s with every object in %s; "+
 				"give ownership to a migration role (ALTER SCHEMA %s OWNER TO moat_migrate)",
-			name, len(schemas), plural(len(schemas), "schema", "schemas"), through, list(schemas, maxNames),
+			name, len(schemas), plural(len(schemas), "schema", "schemas"), list(schemas, maxNames), through,
 			plural(len(schemas), "it", "them"), plural(len(schemas), "it", "them"), ident(schemas[0])))
 	}
 
@@ -282,9 +288,9 @@ func ownershipFindings(ctx context.Context, conn *pgx.Conn, me role) ([]Finding,
 	}
 	if len(tables) > 0 {
 		out = append(out, errorf("pg.owns_tables",
-			"the role %s owns %d %s%s (%s): a compromised gateway could drop or alter %s; "+
+			"the role %s owns %d %s (%s)%s: a compromised gateway could drop or alter %s; "+
 				"give ownership to a migration role and grant this role only SELECT, INSERT, UPDATE and DELETE",
-			name, len(tables), plural(len(tables), "table", "tables"), through, list(tables, maxNames),
+			name, len(tables), plural(len(tables), "table", "tables"), list(tables, maxNames), through,
 			plural(len(tables), "it", "them")))
 	}
 	return out, nil
