@@ -342,3 +342,52 @@ func FuzzDecoder(f *testing.F) {
 		}
 	})
 }
+
+func TestCompareDigests(t *testing.T) {
+	rows := [][]byte{[]byte("row a"), []byte("row b"), []byte("row c")}
+	digestOf := func(rs ...[]byte) *digest {
+		d := newDigest()
+		for _, r := range rs {
+			d.add(r)
+		}
+		return d
+	}
+	read := digestOf(rows...)
+	want := []TableManifest{{Name: "t", Rows: 3, SHA256: hex.EncodeToString(read.sha256())}}
+
+	tests := []struct {
+		name    string
+		got     *digest
+		ok      bool
+		note    bool
+		problem string
+	}{
+		{"same order", digestOf(rows[0], rows[1], rows[2]), true, false, ""},
+		{"another order", digestOf(rows[2], rows[0], rows[1]), true, true, ""},
+		{"a row changed", digestOf(rows[0], rows[1], []byte("row C")), false, false, "table t: checksum mismatch after restoring"},
+		{"a row repeated", digestOf(rows[0], rows[0], rows[2]), false, false, "checksum mismatch"},
+		{"a row missing", digestOf(rows[0], rows[1]), false, false, "3 rows in the backup, 2 after restoring"},
+		{"table missing", nil, false, false, "0 after restoring"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := map[string]*digest{}
+			if tt.got != nil {
+				got["t"] = tt.got
+			}
+			tables, notes, problems := compareDigests(want, []*digest{read}, got)
+			if len(tables) != 1 || tables[0].ChecksumOK != tt.ok {
+				t.Fatalf("tables = %+v, want ChecksumOK %v", tables, tt.ok)
+			}
+			if (len(notes) > 0) != tt.note {
+				t.Errorf("notes = %q", notes)
+			}
+			if tt.problem == "" && len(problems) > 0 || tt.problem != "" && (len(problems) != 1 || !strings.Contains(problems[0].Error(), tt.problem)) {
+				t.Errorf("problems = %v, want %q", problems, tt.problem)
+			}
+			if tt.problem != "" && !errors.Is(problems[0], ErrChecksum) {
+				t.Errorf("problem %v is not ErrChecksum", problems[0])
+			}
+		})
+	}
+}

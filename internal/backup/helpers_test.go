@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -67,7 +68,7 @@ func testLogger(t testing.TB) *slog.Logger {
 // newSQLite opens a migrated SQLite store in a temporary directory.
 func newSQLite(t testing.TB) *store.Store {
 	t.Helper()
-	s, err := store.Open(t.Context(), store.Options{DataDir: t.TempDir(), Logger: testLogger(t)})
+	s, err := store.Open(t.Context(), store.Options{DataDir: filepath.Join(t.TempDir(), "data"), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,9 +143,11 @@ func (s *Scheduler) firstRun(ctx context.Context) time.Time {
 		s.logger.Warn("reading the backup records; taking a backup now", "error", err)
 		return now
 	}
+	// A record from the future (a clock that was wrong) is ignored: it
+	// would put the next backup off for as long.
 	var last time.Time
 	for _, r := range recs {
-		if r.VerifyOK && r.CreatedAt.After(last) {
+		if r.VerifyOK && r.CreatedAt.After(last) && !r.CreatedAt.After(now) {
 			last = r.CreatedAt
 		}
 	}

@@ -213,19 +213,23 @@ func importRows(ctx context.Context, s *store.Store, d *decoder) error {
 // compareExport reads s back and compares each table with what d read
 // from the backup file.
 func compareExport(ctx context.Context, s *store.Store, d *decoder) (tables []TableReport, notes []string, problems []error, err error) {
-	got := make(map[string]*digest, len(d.tables))
-	var (
-		cur string
-		dg  *digest
-		buf []byte
-	)
-	_, err = s.Export(ctx, func(table string, row []any) error {
-		if table != cur || dg == nil {
-			cur = table
-			if dg = got[table]; dg == nil {
-				dg = newDigest()
-				got[table] = dg
-			}
+	got, err := exportDigests(ctx, s)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tables, notes, problems = compareDigests(d.tables, d.digests, got)
+	return tables, notes, problems, nil
+}
+
+// exportDigests digests every table of s.
+func exportDigests(ctx context.Context, s *store.Store) (map[string]*digest, error) {
+	got := map[string]*digest{}
+	var buf []byte
+	_, err := s.Export(ctx, func(table string, row []any) error {
+		dg := got[table]
+		if dg == nil {
+			dg = newDigest()
+			got[table] = dg
 		}
 		var err error
 		if buf, err = appendRow(buf[:0], row); err != nil {
@@ -234,10 +238,14 @@ func compareExport(ctx context.Context, s *store.Store, d *decoder) (tables []Ta
 		dg.add(buf)
 		return nil
 	})
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	for i, t := range d.tables {
+	return got, err
+}
+
+// compareDigests compares the tables of a backup (with their digests as
+// read from the file) with the digests of the same tables read back from
+// a store.
+func compareDigests(want []TableManifest, read []*digest, got map[string]*digest) (tables []TableReport, notes []string, problems []error) {
+	for i, t := range want {
 		g := got[t.Name]
 		if g == nil {
 			g = newDigest()
@@ -248,7 +256,7 @@ func compareExport(ctx context.Context, s *store.Store, d *decoder) (tables []Ta
 			problems = append(problems, fmt.Errorf("table %s: %w: %d rows in the backup, %d after restoring", t.Name, ErrChecksum, t.Rows, g.rows))
 		case hex.EncodeToString(g.sha256()) == t.SHA256:
 			tr.ChecksumOK = true
-		case g.sum == d.digests[i].sum:
+		case g.sum == read[i].sum:
 			tr.ChecksumOK = true
 			notes = append(notes, fmt.Sprintf("table %s: the rows came back in another order (the databases sort text differently); their contents match", t.Name))
 		default:
@@ -256,7 +264,7 @@ func compareExport(ctx context.Context, s *store.Store, d *decoder) (tables []Ta
 		}
 		tables = append(tables, tr)
 	}
-	return tables, notes, problems, nil
+	return tables, notes, problems
 }
 
 // scratchDB is a temporary, empty store.

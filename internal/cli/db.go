@@ -155,7 +155,9 @@ any is an error.`, stdio)
 	if url == "" {
 		findings, err = dbcheck.SQLite(server.SQLitePath(cfg))
 	} else {
-		findings, err = dbcheck.Postgres(context.Background(), url)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		findings, err = dbcheck.Postgres(ctx, url)
+		cancel()
 	}
 	if err != nil {
 		fmt.Fprintf(stdio.Err, "moat db check: %v\n", err)

@@ -84,12 +84,15 @@ func requestAction(cn string) int {
 	return keepHeader
 }
 
-// responseDrop reports whether a response header never reaches the client:
-// hop-by-hop headers, and banners that tell an attacker what runs behind Moat.
+// responseDrop reports whether a response header or trailer never reaches
+// the client: hop-by-hop headers, the upstream's request id, and banners
+// that tell an attacker what runs behind Moat.
 func responseDrop(cn string) bool {
 	switch cn {
 	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Te",
 		"Trailer", "Transfer-Encoding", "Upgrade",
+		// The response carries Moat's request id, and only Moat's.
+		"X-Request-Id",
 		// The upstream's alternative services are not Moat's.
 		"Alt-Svc",
 		// Banners.
@@ -400,15 +403,22 @@ func isQuotable(s string) bool {
 	return true
 }
 
+// responseDropped reports whether the upstream's header or trailer k stays
+// behind: responseDrop says so, or the upstream's Connection header, whose
+// tokens are conn, names it.
+func responseDropped(k string, conn []string) bool {
+	cn := canonicalName(k)
+	return responseDrop(cn) || named(conn, cn)
+}
+
 // copyResponseHeader copies the upstream's response header src into dst,
-// leaving out hop-by-hop headers, those named in Connection and banners.
-// Value slices are shared, not copied.
+// leaving out what responseDropped does. Value slices are shared, not
+// copied.
 func copyResponseHeader(dst, src http.Header) {
 	var buf [4]string
 	conn := connTokens(buf[:0], src["Connection"])
 	for k, vv := range src {
-		cn := canonicalName(k)
-		if responseDrop(cn) || named(conn, cn) {
+		if responseDropped(k, conn) {
 			continue
 		}
 		if prev, ok := dst[k]; ok {

@@ -44,6 +44,16 @@ type Options struct {
 	Timeout time.Duration
 	// Replace the body of every upstream 5xx answer with a generic problem.
 	MaskErrors bool
+	// Largest number of connections open to each upstream, busy or idle;
+	// 0 means 1024. A request that finds them all busy waits for one, for
+	// at most Timeout, then gets 503.
+	MaxUpstreamConns int
+	// Largest number of WebSocket tunnels open at once through this Proxy;
+	// 0 means 1024. Past it an upgrade request gets 503.
+	MaxTunnels int
+	// A WebSocket tunnel on which no data has moved in either direction for
+	// this long is closed; 0 means 5 minutes.
+	TunnelIdleTimeout time.Duration
 	// Request headers never passed to an upstream, in addition to X-Moat-*.
 	ReservedHeaders []string
 	// Decorate, when set, is called with the client's request and the
@@ -67,7 +77,12 @@ type Proxy struct {
 	hc            *HealthCheck
 	maxReq        int64
 	maxResp       int64
+	timeout       time.Duration
+	maxConns      int64
+	inflight      atomic.Int64 // requests between pick and the end of their response, tunnels aside
 	mask          bool
+	maxTunnels    int
+	tunnelIdle    time.Duration
 	reservedNames []string
 	decorate      func(*http.Request, http.Header)
 	transport     *http.Transport
@@ -80,6 +95,7 @@ type Proxy struct {
 	closed  bool
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
+	tunnels map[*tunnel]struct{} // open or opening; guarded by mu
 }
 
 // Transport defaults.
@@ -88,6 +104,7 @@ const (
 	tlsHandshakeTimeout = 5 * time.Second
 	idleConnTimeout     = 90 * time.Second
 	maxIdlePerHost      = 1024
+	defaultMaxConns     = 1024
 	maxResponseHeader   = 1 << 20
 	defaultFailTimeout  = 10 * time.Second
 	defaultInterval     = 10 * time.Second
@@ -100,8 +117,9 @@ func New(o Options) (*Proxy, error) {
 	if len(o.Upstreams) == 0 {
 		errs = append(errs, errors.New("no upstream"))
 	}
-	if o.MaxFails < 0 || o.FailTimeout < 0 || o.MaxRequestBody < 0 || o.MaxResponseBody < 0 || o.Timeout < 0 {
-		errs = append(errs, errors.New("max fails, fail timeout, body limits and timeout must not be negative"))
+	if o.MaxFails < 0 || o.FailTimeout < 0 || o.MaxRequestBody < 0 || o.MaxResponseBody < 0 || o.Timeout < 0 ||
+		o.MaxUpstreamConns < 0 || o.MaxTunnels < 0 || o.TunnelIdleTimeout < 0 {
+		errs = append(errs, errors.New("max fails, fail timeout, body limits, timeouts and connection limits must not be negative"))
 	}
 	strip := strings.TrimSuffix(o.StripPrefix, "/")
 	if o.StripPrefix != "" && o.StripPrefix[0] != '/' {
@@ -133,7 +151,11 @@ func New(o Options) (*Proxy, error) {
 		hc:          hc,
 		maxReq:      o.MaxRequestBody,
 		maxResp:     o.MaxResponseBody,
+		timeout:     o.Timeout,
+		maxConns:    int64(o.MaxUpstreamConns),
 		mask:        o.MaskErrors,
+		maxTunnels:  o.MaxTunnels,
+		tunnelIdle:  o.TunnelIdleTimeout,
 		decorate:    o.Decorate,
 		log:         o.Logger,
 		events:      o.Events,
@@ -141,6 +163,15 @@ func New(o Options) (*Proxy, error) {
 	}
 	if p.failTimeout == 0 {
 		p.failTimeout = defaultFailTimeout
+	}
+	if p.maxConns == 0 {
+		p.maxConns = defaultMaxConns
+	}
+	if p.maxTunnels == 0 {
+		p.maxTunnels = defaultMaxTunnels
+	}
+	if p.tunnelIdle == 0 {
+		p.tunnelIdle = defaultTunnelIdle
 	}
 	https := false
 	for _, u := range o.Upstreams {
@@ -178,7 +209,8 @@ func New(o Options) (*Proxy, error) {
 		TLSHandshakeTimeout:    tlsHandshakeTimeout,
 		ForceAttemptHTTP2:      https,
 		MaxIdleConns:           0,
-		MaxIdleConnsPerHost:    maxIdlePerHost,
+		MaxIdleConnsPerHost:    min(maxIdlePerHost, int(p.maxConns)),
+		MaxConnsPerHost:        int(p.maxConns),
 		IdleConnTimeout:        idleConnTimeout,
 		ResponseHeaderTimeout:  o.Timeout,
 		ExpectContinueTimeout:  time.Second,
@@ -203,13 +235,13 @@ func fallbackInfo(r *http.Request) *request.Info {
 // Errors are answered with problem documents carrying the request id:
 // 405 for CONNECT, 413 for a body over the limit, 502 when no upstream is
 // available or one cannot be reached, 504 when it does not answer in time,
-// and, with MaskErrors, a generic problem for an upstream 5xx. Once the response
+// 503 when no upstream connection or WebSocket tunnel is free in time, and,
+// with MaskErrors, a generic problem for an upstream 5xx. Once the response
 // has started, a failure (the upstream breaking off, or its body passing the
 // limit) aborts the response with http.ErrAbortHandler so that the client
 // sees it incomplete rather than cut short in silence.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	info := request.From(ctx)
+	info := request.From(r.Context())
 	if info == nil {
 		info = fallbackInfo(r)
 	}
@@ -228,14 +260,38 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.upstreamError(w, r, info, nil, http.StatusBadGateway, "no_upstream", errors.New("no healthy upstream"))
 		return
 	}
-	upgrade := upgradeType(r)
+	if upgrade := upgradeType(r); upgrade != "" {
+		p.serveTunnel(w, r, info, up, upgrade)
+		return
+	}
+	// Past MaxUpstreamConns requests in flight, a request may have to wait
+	// for a connection: only then is the wait watched, so that the usual
+	// request pays nothing for it.
+	n := p.inflight.Add(1)
+	defer p.inflight.Add(-1)
+	p.forward(w, r, info, up, "", nil, p.timeout > 0 && n > p.maxConns)
+}
+
+// forward sends r to up and copies the answer back. upgrade is the protocol
+// being switched to, with tun its tunnel, or "" and nil. When bounded is
+// set, getting a connection to the upstream may take at most the route's
+// Timeout.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *request.Info, up *upstream, upgrade string, tun *tunnel, bounded bool) {
+	ctx := r.Context()
 	o := new(outRequest)
 	hdr := p.outboundHeader(r.Header, info, r.Host, upgrade, &o.vals)
 	if p.decorate != nil {
 		p.decorate(r, hdr)
 	}
+	// src is r with the context of the round trip.
+	src := r
+	var cw *connWatch
+	if bounded || tun != nil {
+		src, cw = p.watchConn(r, bounded)
+		defer cw.release()
+	}
 	var body *requestBody
-	out := p.outbound(o, r, up, hdr)
+	out := p.outbound(o, src, up, hdr)
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		body = &requestBody{rc: r.Body, left: -1}
 		if p.maxReq > 0 {
@@ -245,15 +301,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	resp, err := p.transport.RoundTrip(out)
-	if err != nil && body == nil && r.ContentLength == 0 && idempotent(r.Method) && ctx.Err() == nil && !isTimeout(err) {
+	if err != nil && body == nil && r.ContentLength == 0 && idempotent(r.Method) && src.Context().Err() == nil && !isTimeout(err) {
 		// Nothing was lost on the way: try once more elsewhere.
 		if next := p.pick(up); next != nil {
 			p.failed(ctx, up, err)
 			p.log.LogAttrs(ctx, slog.LevelDebug, "retrying on another upstream",
 				slog.String("upstream", up.name), slog.String("request_id", info.ID), slog.Any("error", err))
 			up = next
-			resp, err = p.transport.RoundTrip(p.outbound(new(outRequest), r, up, hdr))
+			resp, err = p.transport.RoundTrip(p.outbound(new(outRequest), src, up, hdr))
 		}
+	}
+	if cw != nil && cw.settle() && ctx.Err() == nil {
+		// No connection came within the timeout. A response that raced
+		// the cancellation would break off on its first read.
+		if err == nil {
+			resp.Body.Close()
+		}
+		w.Header()["Retry-After"] = []string{"1"}
+		p.upstreamError(w, r, info, up, http.StatusServiceUnavailable, "upstream_conns", errConnWait)
+		return
 	}
 	if err != nil {
 		p.roundTripError(w, r, info, up, body, err)
@@ -263,7 +329,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer resp.Body.Close()
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		p.serveUpgrade(w, r, info, up, upgrade, resp)
+		var upConn net.Conn
+		if cw != nil {
+			upConn = cw.conn()
+		}
+		p.serveUpgrade(w, r, info, up, upgrade, resp, tun, upConn)
 		return
 	}
 	if p.mask && resp.StatusCode >= 500 {
@@ -278,8 +348,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	h := w.Header()
 	copyResponseHeader(h, resp.Header)
+	setRequestID(h, info)
 	if len(resp.Trailer) > 0 {
-		announceTrailers(h, resp.Trailer)
+		announceTrailers(h, resp.Header["Connection"], resp.Trailer)
 	}
 	w.WriteHeader(resp.StatusCode)
 	stream := resp.ContentLength < 0 || isEventStream(resp.Header["Content-Type"])
@@ -289,8 +360,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, err = copyResponse(w, resp.Body, resp.ContentLength, stream, p.maxResp)
 	switch {
 	case err == nil:
-		for k, vv := range resp.Trailer {
-			h[http.TrailerPrefix+k] = vv
+		if len(resp.Trailer) > 0 {
+			copyTrailers(h, resp.Header["Connection"], resp.Trailer)
 		}
 	case errors.Is(err, errClientWrite) || ctx.Err() != nil:
 		// The client went away; nothing to tell it.
@@ -302,6 +373,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.log.LogAttrs(ctx, slog.LevelWarn, "upstream response broke off",
 			slog.String("upstream", up.name), slog.String("request_id", info.ID), slog.Any("error", err))
 		panic(http.ErrAbortHandler)
+	}
+}
+
+// setRequestID makes Moat's request id the response's only one. Moat's
+// server sets it before the proxy runs, and the upstream's own is never
+// copied (see responseDrop); this covers a proxy used on its own.
+func setRequestID(h http.Header, info *request.Info) {
+	if _, ok := h["X-Request-Id"]; !ok && info.ID != "" {
+		h["X-Request-Id"] = []string{info.ID}
 	}
 }
 
@@ -358,13 +438,34 @@ func isEventStream(ct []string) bool {
 		(len(v) == len(want) || v[len(want)] == ';' || v[len(want)] == ' ')
 }
 
-// announceTrailers lists the upstream's trailers in the Trailer header.
-func announceTrailers(h http.Header, trailer http.Header) {
+// announceTrailers lists in h's Trailer header the upstream's trailers
+// that may reach the client: the same hop-by-hop, banner and
+// Connection-named headers are left out as from the header. conn holds the
+// upstream's Connection values.
+func announceTrailers(h http.Header, conn []string, trailer http.Header) {
+	var buf [4]string
+	tokens := connTokens(buf[:0], conn)
 	keys := make([]string, 0, len(trailer))
 	for k := range trailer {
-		keys = append(keys, k)
+		if !responseDropped(k, tokens) {
+			keys = append(keys, k)
+		}
 	}
-	h["Trailer"] = []string{strings.Join(keys, ", ")}
+	if len(keys) > 0 {
+		h["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+}
+
+// copyTrailers passes on the upstream's trailers, announced or not, less
+// those announceTrailers leaves out.
+func copyTrailers(h http.Header, conn []string, trailer http.Header) {
+	var buf [4]string
+	tokens := connTokens(buf[:0], conn)
+	for k, vv := range trailer {
+		if !responseDropped(k, tokens) {
+			h[http.TrailerPrefix+k] = vv
+		}
+	}
 }
 
 // roundTripError answers a request whose upstream round trip failed.

@@ -76,8 +76,10 @@ func wsFrame(payload string, masked bool) []byte {
 	return b
 }
 
-// wsEchoUpstream accepts WebSocket handshakes and echoes text frames.
-func wsEchoUpstream(t *testing.T) string {
+// wsEchoUpstream accepts WebSocket handshakes and echoes text frames,
+// counting in stats (when not nil) what it does. Its 101 answer carries a
+// banner and a request id of its own.
+func wsEchoUpstream(t *testing.T, stats *wsStats) string {
 	return upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 			http.Error(w, "want a websocket", http.StatusBadRequest)
@@ -88,8 +90,14 @@ func wsEchoUpstream(t *testing.T) string {
 			return
 		}
 		defer conn.Close()
+		if stats != nil {
+			stats.handshakes.Add(1)
+			stats.open.Add(1)
+			defer stats.open.Add(-1)
+		}
 		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-			"Sec-WebSocket-Accept: %s\r\nServer: leaky/1.0\r\n\r\n", wsAccept(r.Header.Get("Sec-WebSocket-Key")))
+			"Sec-WebSocket-Accept: %s\r\nServer: leaky/1.0\r\nX-Request-Id: upstream-id\r\n\r\n",
+			wsAccept(r.Header.Get("Sec-WebSocket-Key")))
 		brw.Flush()
 		for {
 			op, payload, err := wsReadFrame(brw)
@@ -104,7 +112,7 @@ func wsEchoUpstream(t *testing.T) string {
 }
 
 func TestWebSocket(t *testing.T) {
-	p, _ := newProxy(t, Options{Upstreams: urls(t, wsEchoUpstream(t)), MaxResponseBody: 10})
+	p, _ := newProxy(t, Options{Upstreams: urls(t, wsEchoUpstream(t, nil)), MaxResponseBody: 10})
 	f := front(t, p, nil)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(f.URL, "http://"))
 	must(t, err)
@@ -129,6 +137,9 @@ func TestWebSocket(t *testing.T) {
 	}
 	if resp.Header.Get("Server") != "" {
 		t.Error("the upstream's Server banner reached the client")
+	}
+	if ids := resp.Header["X-Request-Id"]; len(ids) != 1 || !strings.HasPrefix(ids[0], "req-") {
+		t.Errorf("X-Request-Id %q, want Moat's id alone", ids)
 	}
 	for _, msg := range []string{"first", "second message, longer than the response cap"} {
 		if msg != "first" {

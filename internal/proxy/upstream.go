@@ -203,8 +203,10 @@ func (p *Proxy) Start(ctx context.Context) {
 	}
 }
 
-// Close stops health checks, waits for them to end and closes idle upstream
-// connections. Requests in flight are not interrupted.
+// Close stops health checks, waits for them to end, closes every WebSocket
+// tunnel (both its connections) and idle upstream connections. From then
+// on upgrade requests are refused with 503; other requests in flight are
+// not interrupted. Close may be called more than once.
 func (p *Proxy) Close() {
 	p.mu.Lock()
 	p.closed = true
@@ -213,6 +215,7 @@ func (p *Proxy) Close() {
 	if stop != nil {
 		stop()
 	}
+	p.closeTunnels()
 	p.wg.Wait()
 	p.transport.CloseIdleConnections()
 }

@@ -92,25 +92,26 @@ func OpenState(ctx context.Context, cfg *config.Config, o StateOptions, logger *
 	if err != nil {
 		return nil, fmt.Errorf("opening the store: %w", err)
 	}
-	if o.Migrate {
+	// Migrate only when something is pending: a least-privileged runtime
+	// role cannot even run the idempotent DDL that Migrate starts with.
+	pending, err := st.Pending(ctx)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("reading the store's schema version: %w", err)
+	}
+	switch {
+	case len(pending) > 0 && o.Migrate:
 		applied, err := st.Migrate(ctx)
 		if err != nil {
 			st.Close()
-			return nil, fmt.Errorf("migrating the store: %w", err)
+			return nil, fmt.Errorf("migrating the store (with a least-privileged role, run moat db migrate with database.migrate_url first): %w", err)
 		}
 		for _, m := range applied {
 			logger.Info("database migration applied", "version", m.Version, "name", m.Name)
 		}
-	} else {
-		pending, err := st.Pending(ctx)
-		if err != nil {
-			st.Close()
-			return nil, fmt.Errorf("reading the store's schema version: %w", err)
-		}
-		if len(pending) > 0 {
-			st.Close()
-			return nil, fmt.Errorf("the store's schema is behind this moat by %d migrations: run moat db migrate", len(pending))
-		}
+	case len(pending) > 0:
+		st.Close()
+		return nil, fmt.Errorf("the store's schema is behind this moat by %d migrations: run moat db migrate", len(pending))
 	}
 	ring, err := keyring.OpenWithPrevious(ctx, st.DataKeys(), master, o.PreviousMasterKey, logger.With("component", "keyring"))
 	if err != nil {

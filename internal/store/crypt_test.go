@@ -406,3 +406,55 @@ func TestReencryptRejectsBadBatch(t *testing.T) {
 		t.Fatalf("Reencrypt(0) = %v, want a batch error", err)
 	}
 }
+
+// hookCipher runs hook, once, when asked to open the value bound to aad.
+type hookCipher struct {
+	*testCipher
+	aad  []byte
+	hook func()
+}
+
+func (h *hookCipher) Open(ct, aad []byte) ([]byte, error) {
+	if h.hook != nil && bytes.Equal(aad, h.aad) {
+		hook := h.hook
+		h.hook = nil
+		hook()
+	}
+	return h.testCipher.Open(ct, aad)
+}
+
+// testReencryptConcurrentWrite writes a value while Reencrypt is between
+// reading it and replacing it: the new value must stand.
+func testReencryptConcurrentWrite(t *testing.T, b backend) {
+	ctx := context.Background()
+	s, c := newStore(t, b)
+	alice := mustUser(t, s, "alice", "old@example.com")
+	rotate(t, c)
+
+	h := &hookCipher{testCipher: c, aad: FieldAAD("users", "email", alice.ID)}
+	h.hook = func() {
+		u := *alice
+		u.Email = "new@example.com"
+		if err := s.Users().Update(ctx, &u); err != nil {
+			t.Errorf("concurrent Update: %v", err)
+		}
+	}
+	s.SetCipher(h)
+	done, remaining, err := s.Reencrypt(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.hook != nil {
+		t.Fatal("the concurrent write did not happen")
+	}
+	if done != 0 || remaining != 0 {
+		t.Fatalf("Reencrypt = %d done, %d remaining; want 0, 0 (the concurrent write re-sealed the value)", done, remaining)
+	}
+	got, err := s.Users().Get(ctx, alice.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Email != "new@example.com" {
+		t.Fatalf("email = %q: Reencrypt overwrote a concurrent write", got.Email)
+	}
+}

@@ -59,6 +59,11 @@ var sqliteBackend = backend{
 	open: func(t testing.TB) *Store {
 		t.Helper()
 		dir := t.TempDir()
+		// The data directory Moat makes is 0700; t.TempDir is 0755 and
+		// Open would tighten it with a warning.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
 		return openSQLiteAt(t, dir)
 	},
 	reopen: func(t testing.TB, s *Store) *Store {
@@ -178,6 +183,7 @@ var conformanceTests = []conformanceTest{
 	{"Reencrypt", testReencrypt},
 	{"ReencryptResumes", testReencryptResumes},
 	{"ReencryptWrongHint", testReencryptWrongHint},
+	{"ReencryptConcurrentWrite", testReencryptConcurrentWrite},
 	{"ExportImport", testExportImport},
 	{"ImportRefused", testImportRefused},
 	{"Wipe", testWipe},
