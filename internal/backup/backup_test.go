@@ -327,3 +327,76 @@ func TestSealedValuesStaySealed(t *testing.T) {
 		}
 	}
 }
+
+// sealPlaintext encrypts a hand-made plaintext as Create would.
+func sealPlaintext(t *testing.T, enc Encryption, p []byte) []byte {
+	t.Helper()
+	rs, err := enc.recipients()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, rs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestVerifyIncompatible(t *testing.T) {
+	s := newSQLite(t)
+	version, err := s.SchemaVersion(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := func(mutate func([]map[string]any)) []map[string]any {
+		var ts []map[string]any
+		for _, ti := range s.Tables() {
+			ts = append(ts, map[string]any{"name": ti.Name, "columns": ti.Columns})
+		}
+		if mutate != nil {
+			mutate(ts)
+		}
+		return ts
+	}
+	hdr := func(v int, ts []map[string]any) map[string]any {
+		return map[string]any{"format": 1, "schema_version": v, "backend": "sqlite", "created_at": "2025-01-02T03:04:05Z", "tables": ts}
+	}
+	enc, dec := x25519Keys(t)
+	tests := []struct {
+		name string
+		hdr  map[string]any
+		want error
+		msg  string
+	}{
+		{"newer schema", hdr(version+1, tables(nil)), ErrUnsupported, "newer than this Moat's"},
+		{"other columns", hdr(version, tables(func(ts []map[string]any) { ts[0]["columns"] = []string{"id"} })), ErrMalformed, "table users does not match"},
+	}
+	if version > 1 {
+		tests = append(tests, struct {
+			name string
+			hdr  map[string]any
+			want error
+			msg  string
+		}{"older schema", hdr(version-1, tables(nil)), ErrUnsupported, "restore it with the Moat release that made it"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newFrames(t, tt.hdr).end()
+			rep := verifyBytes(t, sealPlaintext(t, enc, p), dec, ScratchOptions{})
+			if !errors.Is(rep.Err(), tt.want) || !strings.Contains(rep.Err().Error(), tt.msg) {
+				t.Fatalf("Err() = %v, want %v mentioning %q", rep.Err(), tt.want, tt.msg)
+			}
+			dst := newSQLite(t)
+			if _, err := Restore(t.Context(), dst, bytes.NewReader(sealPlaintext(t, enc, p)), dec, false); !errors.Is(err, tt.want) {
+				t.Errorf("Restore: err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}

@@ -300,10 +300,15 @@ func TestDecoderBoundedAllocation(t *testing.T) {
 }
 
 func FuzzDecoder(f *testing.F) {
-	good := samplePlaintext(f)
+	good := bytes.TrimRight(samplePlaintext(f), "\x00")
 	f.Add(good)
 	f.Add(good[:len(good)/2])
-	f.Add(bytes.TrimRight(good, "\x00"))
+	small := newFrames(f, sampleHeader).
+		table("users", []any{"u1", "a", int64(1), []byte{1}}, []any{"u2", nil, int64(-1), nil}).
+		table("empty_table").
+		table("audit_log", []any{int64(7), "x"}).end()
+	f.Add(small)
+	f.Add(append(small, 0, 0, 0))
 	f.Add([]byte(magic))
 	f.Add(append([]byte(magic), kindHeader, 2, '{', '}'))
 	f.Fuzz(func(t *testing.T, p []byte) {

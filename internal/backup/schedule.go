@@ -9,7 +9,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
+	"sync"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/moatgw/moat/internal/store"
 )
@@ -48,15 +52,17 @@ type Result struct {
 	// Verified is true when the backup was written and verified.
 	Verified bool
 	Deleted  []string // files removed by retention
-	// Err says why the backup, or its verification, failed.
+	// Err says why the backup, its verification or, when Verified is
+	// true, retention failed.
 	Err error
 }
 
 // Scheduler takes a verified backup every interval and keeps the newest
-// few. Its methods are safe to call from one goroutine at a time.
+// few. Its methods are safe for concurrent use; runs never overlap.
 type Scheduler struct {
 	o      SchedulerOptions
 	logger *slog.Logger
+	mu     sync.Mutex // held for a run
 }
 
 // fileRE matches the names of the files a Scheduler writes, and no other:
@@ -91,8 +97,10 @@ func NewScheduler(o SchedulerOptions) (*Scheduler, error) {
 	if _, err := o.Encryption.recipients(); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := o.Decryption.identities(); err != nil {
+	if ids, err := o.Decryption.identities(); err != nil {
 		errs = append(errs, fmt.Errorf("verifying backups: %w", err))
+	} else if len(o.Encryption.Recipients) > 0 && !matchesRecipient(ids, o.Encryption.Recipients) {
+		errs = append(errs, errors.New("verifying backups: no identity matches a recipient, so no backup could be verified"))
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("backup scheduler: %w", errors.Join(errs...))
@@ -162,12 +170,18 @@ func (s *Scheduler) firstRun(ctx context.Context) time.Time {
 // store's backup records, applies retention when it verified, and reports
 // the result to OnResult. The error is Result.Err.
 func (s *Scheduler) RunOnce(ctx context.Context) (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	res := s.runOnce(ctx)
-	if res.Err != nil {
-		s.logger.Error("backup failed", "file", res.File, "error", res.Err)
-	} else {
+	switch {
+	case res.Verified:
 		s.logger.Info("backup taken and verified", "file", res.File, "size", res.Size,
 			"rows", res.Manifest.TotalRows(), "deleted", len(res.Deleted))
+		if res.Err != nil {
+			s.logger.Error("backup retention failed", "error", res.Err)
+		}
+	default:
+		s.logger.Error("backup failed", "file", res.File, "error", res.Err)
 	}
 	if s.o.OnResult != nil {
 		s.o.OnResult(res)
@@ -282,4 +296,26 @@ func prune(dir string, keep int) ([]string, error) {
 		return deleted, fmt.Errorf("applying retention: %w", errors.Join(errs...))
 	}
 	return deleted, nil
+}
+
+// matchesRecipient reports whether one of ids is the identity of one of
+// recipients.
+func matchesRecipient(ids []age.Identity, recipients []string) bool {
+	for _, id := range ids {
+		var r string
+		switch id := id.(type) {
+		case *age.X25519Identity:
+			r = id.Recipient().String()
+		case *age.HybridIdentity:
+			r = id.Recipient().String()
+		default:
+			continue
+		}
+		for _, want := range recipients {
+			if strings.TrimSpace(want) == r {
+				return true
+			}
+		}
+	}
+	return false
 }

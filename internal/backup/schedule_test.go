@@ -150,7 +150,7 @@ func TestSchedulerRetention(t *testing.T) {
 func TestSchedulerFailures(t *testing.T) {
 	s := newSQLite(t)
 	populate(t, s, "")
-	enc, _ := x25519Keys(t)
+	enc, dec := x25519Keys(t)
 	_, wrongDec := x25519Keys(t)
 	clock := &fakeClock{t: time.Date(2026, 5, 1, 2, 0, 0, 0, time.UTC)}
 
@@ -165,12 +165,15 @@ func TestSchedulerFailures(t *testing.T) {
 		var got []Result
 		sched, err := NewScheduler(SchedulerOptions{
 			Store: s, Dir: dir, Interval: time.Hour, Retention: 1,
-			Encryption: enc, Decryption: wrongDec, Scratch: ScratchOptions{TempDir: t.TempDir()},
+			Encryption: enc, Decryption: dec, Scratch: ScratchOptions{TempDir: t.TempDir()},
 			Now: clock.Now, OnResult: func(r Result) { got = append(got, r) },
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
+		// NewScheduler refuses an identity that matches no recipient;
+		// swap one in afterwards, as a key mix-up would.
+		sched.o.Decryption = wrongDec
 		res, err := sched.RunOnce(t.Context())
 		if !errors.Is(err, ErrWrongKey) || res.Verified || res.File == "" {
 			t.Fatalf("RunOnce = %+v, %v; want a file that fails with ErrWrongKey", res, err)
@@ -189,6 +192,29 @@ func TestSchedulerFailures(t *testing.T) {
 		clock.Advance(time.Second)
 	})
 
+	t.Run("verification cannot run", func(t *testing.T) {
+		notDir := filepath.Join(t.TempDir(), "file")
+		if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		sched, err := NewScheduler(SchedulerOptions{
+			Store: s, Dir: dir, Interval: time.Hour, Retention: 1,
+			Encryption: enc, Decryption: dec, Scratch: ScratchOptions{TempDir: notDir}, Now: clock.Now,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := sched.RunOnce(t.Context())
+		if err == nil || res.Verified || res.Report != nil || res.File == "" {
+			t.Fatalf("RunOnce = %+v, %v", res, err)
+		}
+		if rec := findRecord(t, s, res.File); rec.VerifyOK || !strings.Contains(rec.Error, "scratch") {
+			t.Errorf("record = %+v", rec)
+		}
+		clock.Advance(time.Second)
+	})
+
 	t.Run("writing fails", func(t *testing.T) {
 		notDir := filepath.Join(t.TempDir(), "file")
 		if err := os.WriteFile(notDir, nil, 0o600); err != nil {
@@ -196,7 +222,7 @@ func TestSchedulerFailures(t *testing.T) {
 		}
 		sched, err := NewScheduler(SchedulerOptions{
 			Store: s, Dir: notDir, Interval: time.Hour, Retention: 1,
-			Encryption: enc, Decryption: wrongDec, Now: clock.Now,
+			Encryption: enc, Decryption: dec, Now: clock.Now,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -224,6 +250,14 @@ func TestSchedulerFailures(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("err = %v, want it to mention %q", err, want)
 			}
+		}
+		_, err = NewScheduler(SchedulerOptions{Store: s, Dir: "d", Interval: time.Hour, Retention: 1, Encryption: enc, Decryption: wrongDec})
+		if err == nil || !strings.Contains(err.Error(), "no identity matches a recipient") {
+			t.Errorf("err = %v, want a mismatched identity refused", err)
+		}
+		_, err = NewScheduler(SchedulerOptions{Store: s, Dir: "d", Interval: time.Hour, Retention: 1, Encryption: Encryption{Recipients: enc.Recipients, Passphrase: "p"}, Decryption: dec})
+		if err == nil || !strings.Contains(err.Error(), "not both") {
+			t.Errorf("err = %v, want recipients and passphrase refused", err)
 		}
 	})
 }

@@ -210,7 +210,6 @@ func New(o Options) (*Proxy, error) {
 		ForceAttemptHTTP2:      https,
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    min(maxIdlePerHost, int(p.maxConns)),
-		MaxConnsPerHost:        int(p.maxConns),
 		IdleConnTimeout:        idleConnTimeout,
 		ResponseHeaderTimeout:  o.Timeout,
 		ExpectContinueTimeout:  time.Second,

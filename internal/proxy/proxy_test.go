@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moatgw/moat/internal/request"
 )
 
 // namedUpstream answers every request with its name and counts them.
@@ -389,6 +392,8 @@ func TestNew(t *testing.T) {
 		{"health path", Options{Upstreams: urls(t, "http://h"), HealthCheck: &HealthCheck{Path: "health"}}, "health check path"},
 		{"reserved name", Options{Upstreams: urls(t, "http://h"), ReservedHeaders: []string{"bad name"}}, "reserved header"},
 		{"negative", Options{Upstreams: urls(t, "http://h"), MaxRequestBody: -1}, "negative"},
+		{"negative tunnel idle", Options{Upstreams: urls(t, "http://h"), TunnelIdleTimeout: -1}, "negative"},
+		{"negative conns", Options{Upstreams: urls(t, "http://h"), MaxUpstreamConns: -1, MaxTunnels: -1}, "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -405,18 +410,192 @@ func TestNew(t *testing.T) {
 
 func TestTrailers(t *testing.T) {
 	up := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Trailer", "X-Checksum")
+		w.Header().Set("Connection", "X-Hop")
+		w.Header().Set("Trailer", "X-Checksum, Server, X-Powered-By, X-Hop, X-Request-Id")
 		_, _ = io.WriteString(w, "body")
 		w.Header().Set("X-Checksum", "abc123")
+		w.Header().Set("Server", "leaky/1.0")
+		w.Header().Set("X-Powered-By", "PHP/5.3")
+		w.Header().Set("X-Hop", "gone")
+		w.Header().Set("X-Request-Id", "upstream-id")
+		// Trailers that were not announced.
+		w.Header().Set(http.TrailerPrefix+"X-Runtime", "0.042")
+		w.Header().Set(http.TrailerPrefix+"X-Signature", "sig")
 	})
 	p, _ := newProxy(t, Options{Upstreams: urls(t, up.URL)})
 	resp := get(t, front(t, p, nil).URL+"/")
+	// Before the body is read, Trailer holds the announced names.
+	var announced []string
+	for k := range resp.Trailer {
+		announced = append(announced, k)
+	}
+	if len(announced) != 1 || announced[0] != "X-Checksum" {
+		t.Errorf("announced trailers %q, want only X-Checksum", announced)
+	}
 	if body := readBody(t, resp); body != "body" {
 		t.Fatalf("body %q", body)
 	}
-	if got := resp.Trailer.Get("X-Checksum"); got != "abc123" {
-		t.Errorf("trailer X-Checksum %q, want abc123", got)
+	for k, want := range map[string]string{"X-Checksum": "abc123", "X-Signature": "sig"} {
+		if got := resp.Trailer.Get(k); got != want {
+			t.Errorf("trailer %s %q, want %q", k, got, want)
+		}
 	}
+	for _, k := range []string{"Server", "X-Powered-By", "X-Hop", "X-Runtime", "X-Request-Id"} {
+		if v := resp.Trailer.Get(k); v != "" {
+			t.Errorf("trailer %s: %q reached the client", k, v)
+		}
+	}
+}
+
+func TestResponseRequestID(t *testing.T) {
+	up := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("X-Request-Id", "upstream-1")
+		w.Header().Add("X-Request-Id", "upstream-2")
+		w.Header().Add("x_request_id", "upstream-3")
+		_, _ = io.WriteString(w, "ok")
+	})
+	tests := []struct {
+		name    string
+		gateway bool // the front sets the id on the response first, as Moat's server does
+	}{
+		{"behind Moat's server", true},
+		{"on its own", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, _ := newProxy(t, Options{Upstreams: urls(t, up.URL)})
+			f := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				info := untrusted(r)
+				info.ID = "moat-id"
+				if tt.gateway {
+					w.Header()["X-Request-Id"] = []string{info.ID}
+				}
+				p.ServeHTTP(w, r.WithContext(request.With(r.Context(), info)))
+			}))
+			t.Cleanup(f.Close)
+			resp := get(t, f.URL+"/")
+			readBody(t, resp)
+			if ids := resp.Header["X-Request-Id"]; len(ids) != 1 || ids[0] != "moat-id" {
+				t.Errorf("X-Request-Id %q, want Moat's id alone", ids)
+			}
+			if v := resp.Header.Get("X_request_id"); v != "" {
+				t.Errorf("X_request_id %q reached the client", v)
+			}
+		})
+	}
+}
+
+func TestMaxUpstreamConns(t *testing.T) {
+	// The upstream answers /slow with its headers at once and its body
+	// only when released, so that its connection stays busy without the
+	// route timeout running.
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	var conns atomic.Int64
+	us := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			w.WriteHeader(http.StatusOK)
+			http.NewResponseController(w).Flush()
+			entered <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		_, _ = io.WriteString(w, "done")
+	}))
+	us.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	us.Start()
+	t.Cleanup(us.Close)
+
+	// slow starts a request to /slow and returns once the upstream holds it.
+	slow := func(t *testing.T, base string) *http.Response {
+		t.Helper()
+		resp := get(t, base+"/slow")
+		select {
+		case <-entered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the slow request did not reach the upstream")
+		}
+		return resp
+	}
+
+	t.Run("default", func(t *testing.T) {
+		p, _ := newProxy(t, Options{Upstreams: urls(t, us.URL)})
+		if got := p.transport.MaxConnsPerHost; got != defaultMaxConns {
+			t.Errorf("MaxConnsPerHost %d, want %d", got, defaultMaxConns)
+		}
+	})
+	t.Run("refused after the timeout", func(t *testing.T) {
+		conns.Store(0)
+		p, rec := newProxy(t, Options{Upstreams: urls(t, us.URL), MaxUpstreamConns: 1, Timeout: 300 * time.Millisecond})
+		f := front(t, p, nil)
+		held := slow(t, f.URL)
+		// Without a bound the request would wait as long as the client.
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.URL+"/fast", nil)
+		resp := do(t, req)
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("status %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		if !strings.Contains(body, "req-") {
+			t.Errorf("body %q: want a problem with the request id", body)
+		}
+		if e, ok := rec.find("upstream.error"); !ok || e.Rule != "upstream_conns" {
+			t.Errorf("event %+v (found %v): want upstream.error rule upstream_conns", e, ok)
+		}
+		release <- struct{}{}
+		if b := readBody(t, held); b != "done" {
+			t.Errorf("held request got %q", b)
+		}
+		if resp := get(t, f.URL+"/fast"); resp.StatusCode != http.StatusOK {
+			t.Errorf("status %d once the connection is free, want 200", resp.StatusCode)
+		} else {
+			readBody(t, resp)
+		}
+		if n := conns.Load(); n != 1 {
+			t.Errorf("upstream saw %d connections, want 1", n)
+		}
+		if s := p.Upstreams()[0]; s.Fails != 0 || !s.Healthy {
+			t.Errorf("upstream %+v: waiting for a connection must not count against it", s)
+		}
+	})
+	t.Run("waits for a free connection", func(t *testing.T) {
+		conns.Store(0)
+		p, _ := newProxy(t, Options{Upstreams: urls(t, us.URL), MaxUpstreamConns: 1, Timeout: 10 * time.Second})
+		f := front(t, p, nil)
+		held := slow(t, f.URL)
+		fast := make(chan int, 1)
+		go func() {
+			resp, err := http.Get(f.URL + "/fast")
+			if err != nil {
+				fast <- 0
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			fast <- resp.StatusCode
+		}()
+		select {
+		case code := <-fast:
+			t.Fatalf("second request answered %d while the only connection was busy", code)
+		case <-time.After(200 * time.Millisecond):
+		}
+		release <- struct{}{}
+		readBody(t, held)
+		if code := <-fast; code != http.StatusOK {
+			t.Errorf("status %d, want 200 once the connection is free", code)
+		}
+		if n := conns.Load(); n != 1 {
+			t.Errorf("upstream saw %d connections, want 1", n)
+		}
+	})
 }
 
 // TestWithoutRequestInfo checks that a request reaching the proxy without

@@ -199,7 +199,7 @@ type sealedRow struct {
 // reports how many values it re-encrypted and whether it changed anything
 // (a row whose hint only was wrong counts as progress, not as done).
 func (s *Store) reencryptRows(ctx context.Context, c Cipher, col encColumn, active string, limit int) (int, bool, error) {
-	rows, err := s.db.QueryContext(ctx, col.stale, active, limit)
+	rows, err := s.db.QueryContext(ctx, col.stale, active, limit) //sqlcheck:ok query from the constant encrypted-column table
 	if err != nil {
 		return 0, false, fmt.Errorf("re-encrypting %s.%s: %w", col.Table, col.Column, err)
 	}
@@ -253,7 +253,7 @@ func (s *Store) reencryptRows(ctx context.Context, c Cipher, col encColumn, acti
 	done, changed := 0, 0
 	err = s.writeTx(ctx, func(tx *sql.Tx) error {
 		for _, ch := range changes {
-			res, err := tx.ExecContext(ctx, ch.query, ch.args...)
+			res, err := tx.ExecContext(ctx, ch.query, ch.args...) //sqlcheck:ok query from the constant encrypted-column table
 			if err != nil {
 				return err
 			}
@@ -282,7 +282,7 @@ func (s *Store) countStale(ctx context.Context, active string) (int, error) {
 	total := 0
 	for _, col := range encColumns {
 		var n int
-		if err := s.db.QueryRowContext(ctx, col.countStale, active).Scan(&n); err != nil {
+		if err := s.db.QueryRowContext(ctx, col.countStale, active).Scan(&n); err != nil { //sqlcheck:ok query from the constant encrypted-column table
 			return 0, fmt.Errorf("counting stale %s.%s: %w", col.Table, col.Column, err)
 		}
 		total += n
@@ -299,7 +299,7 @@ func (s *Store) verifyHints(ctx context.Context, c Cipher) (int, error) {
 		after := ""
 		for {
 			var wrong [][]any
-			rows, err := s.db.QueryContext(ctx, col.page, after, scanPageSize)
+			rows, err := s.db.QueryContext(ctx, col.page, after, scanPageSize) //sqlcheck:ok query from the constant encrypted-column table
 			if err != nil {
 				return fixed, fmt.Errorf("verifying %s.%s: %w", col.Table, col.Column, err)
 			}
@@ -334,7 +334,7 @@ func (s *Store) verifyHints(ctx context.Context, c Cipher) (int, error) {
 			if len(wrong) > 0 {
 				err := s.writeTx(ctx, func(tx *sql.Tx) error {
 					for _, args := range wrong {
-						if _, err := tx.ExecContext(ctx, col.setHint, args...); err != nil {
+						if _, err := tx.ExecContext(ctx, col.setHint, args...); err != nil { //sqlcheck:ok query from the constant encrypted-column table
 							return err
 						}
 					}

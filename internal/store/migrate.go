@@ -48,8 +48,8 @@ type migration struct {
 // substitutions are the per-backend replacements of the tokens in the
 // migration files.
 var substitutions = map[string]*strings.Replacer{
-	BackendSQLite:   strings.NewReplacer("{{int}}", "INTEGER", "{{bytes}}", "BLOB", "{{strict}}", " STRICT"),
-	BackendPostgres: strings.NewReplacer("{{int}}", "BIGINT", "{{bytes}}", "BYTEA", "{{strict}}", ""),
+	BackendSQLite:   strings.NewReplacer("{{int}}", "INTEGER", "{{bytes}}", "BLOB", "{{strict}}", " STRICT", "{{binary}}", ""),
+	BackendPostgres: strings.NewReplacer("{{int}}", "BIGINT", "{{bytes}}", "BYTEA", "{{strict}}", "", "{{binary}}", `COLLATE "C"`),
 }
 
 // loadMigrations reads the migration files of fsys, in version order.
@@ -224,7 +224,7 @@ func (s *Store) Migrate(ctx context.Context) ([]Migration, error) {
 		}
 		repl := substitutions[s.backend]
 		for _, m := range pending {
-			if _, err := tx.ExecContext(ctx, repl.Replace(m.sql)); err != nil {
+			if _, err := tx.ExecContext(ctx, repl.Replace(m.sql)); err != nil { //sqlcheck:ok embedded migration; placeholders are replaced by constant type names
 				return fmt.Errorf("applying migration %d (%s): %w", m.Version, m.Name, err)
 			}
 			if _, err := tx.ExecContext(ctx, insertMigration, m.Version, m.Name, m.Checksum, micros(now())); err != nil {

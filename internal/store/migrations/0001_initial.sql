@@ -1,9 +1,11 @@
 -- The initial schema: one table per aggregate of the store.
 --
--- Written once for both backends. Three tokens are replaced before it runs:
+-- Written once for both backends. Four tokens are replaced before it runs:
 -- {{int}} is INTEGER on SQLite and BIGINT on PostgreSQL, {{bytes}} is BLOB or
--- BYTEA, and {{strict}} makes SQLite tables STRICT (typed) and is empty on
--- PostgreSQL. The checksum is taken over this text, before substitution.
+-- BYTEA, {{strict}} makes SQLite tables STRICT (typed) and is empty on
+-- PostgreSQL, and {{binary}} gives text keys byte order on PostgreSQL (SQLite's
+-- default), so both backends list and export rows in the same order. The
+-- checksum is taken over this text, before substitution.
 --
 -- Times are unix microseconds; a NULL time is the zero time. Lists are JSON
 -- arrays. Encrypted values are sealed by the key ring; each has a companion
@@ -11,7 +13,7 @@
 -- rotation find stale rows without opening every value.
 
 CREATE TABLE users (
-	id            TEXT NOT NULL PRIMARY KEY,
+	id            TEXT {{binary}} NOT NULL PRIMARY KEY,
 	username      TEXT NOT NULL UNIQUE CHECK (username <> ''),
 	email         {{bytes}},
 	email_kid     TEXT,
@@ -23,7 +25,7 @@ CREATE TABLE users (
 ){{strict}};
 
 CREATE TABLE credentials (
-	id           TEXT NOT NULL PRIMARY KEY,
+	id           TEXT {{binary}} NOT NULL PRIMARY KEY,
 	user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
 	kind         TEXT NOT NULL,
 	name         TEXT NOT NULL DEFAULT '',
@@ -37,7 +39,7 @@ CREATE TABLE credentials (
 CREATE INDEX credentials_user_id ON credentials (user_id);
 
 CREATE TABLE identities (
-	id                TEXT NOT NULL PRIMARY KEY,
+	id                TEXT {{binary}} NOT NULL PRIMARY KEY,
 	user_id           TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
 	issuer            TEXT NOT NULL,
 	subject           TEXT NOT NULL,
@@ -64,7 +66,7 @@ CREATE INDEX sessions_user_id ON sessions (user_id);
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
 
 CREATE TABLE api_keys (
-	id           TEXT NOT NULL PRIMARY KEY,
+	id           TEXT {{binary}} NOT NULL PRIMARY KEY,
 	name         TEXT NOT NULL DEFAULT '',
 	owner        TEXT NOT NULL,
 	prefix       TEXT NOT NULL UNIQUE CHECK (prefix <> ''),
@@ -79,7 +81,7 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_owner ON api_keys (owner);
 
 CREATE TABLE signing_keys (
-	id              TEXT NOT NULL PRIMARY KEY,
+	id              TEXT {{binary}} NOT NULL PRIMARY KEY,
 	key_use         TEXT NOT NULL,
 	alg             TEXT NOT NULL,
 	private_key     {{bytes}},
@@ -92,7 +94,7 @@ CREATE TABLE signing_keys (
 CREATE INDEX signing_keys_use ON signing_keys (key_use, created_at);
 
 CREATE TABLE secrets (
-	name       TEXT NOT NULL PRIMARY KEY,
+	name       TEXT {{binary}} NOT NULL PRIMARY KEY,
 	value      {{bytes}},
 	value_kid  TEXT,
 	updated_at {{int}} NOT NULL
@@ -108,7 +110,7 @@ CREATE TABLE audit_log (
 ){{strict}};
 
 CREATE TABLE backups (
-	id          TEXT NOT NULL PRIMARY KEY,
+	id          TEXT {{binary}} NOT NULL PRIMARY KEY,
 	created_at  {{int}} NOT NULL,
 	file        TEXT NOT NULL,
 	size        {{int}} NOT NULL,
@@ -121,7 +123,7 @@ CREATE TABLE backups (
 CREATE INDEX backups_created_at ON backups (created_at);
 
 CREATE TABLE data_keys (
-	id         TEXT NOT NULL PRIMARY KEY,
+	id         TEXT {{binary}} NOT NULL PRIMARY KEY,
 	wrapped    {{bytes}} NOT NULL,
 	kek_id     TEXT NOT NULL,
 	created_at {{int}} NOT NULL,

@@ -52,6 +52,7 @@ func init() {
 }
 
 func run(pass *analysis.Pass) (any, error) {
+	w := findWrappers(pass)
 	for _, file := range pass.Files {
 		ok := directives(pass.Fset, file)
 		ast.Inspect(file, func(n ast.Node) bool {
@@ -59,16 +60,17 @@ func run(pass *analysis.Pass) (any, error) {
 			if !isCall {
 				return true
 			}
-			m, name, found := queryMethod(pass.TypesInfo, call)
-			if !found {
-				return true
-			}
-			i := queryArgs[m]
-			if i >= len(call.Args) {
+			i, name, found := w.sink(pass.TypesInfo, call)
+			if !found || i >= len(call.Args) {
 				return true
 			}
 			arg := call.Args[i]
 			if tv, has := pass.TypesInfo.Types[arg]; has && tv.Value != nil {
+				return true
+			}
+			if id, isIdent := ast.Unparen(arg).(*ast.Ident); isIdent && w.params[pass.TypesInfo.Uses[id]] {
+				// A wrapper passing its own query parameter on: its callers
+				// are checked instead.
 				return true
 			}
 			for _, pos := range []token.Pos{call.Pos(), arg.Pos(), arg.End()} {
@@ -87,6 +89,75 @@ func run(pass *analysis.Pass) (any, error) {
 		})
 	}
 	return nil, nil
+}
+
+// wrappers are the package's own functions that pass a string parameter
+// straight on as the query of a query-taking call (func (s *Store) exec(ctx,
+// query string, args ...any)). Calls to them are checked like calls to
+// database/sql, so a helper cannot hide a built query.
+type wrappers struct {
+	funcs  map[*types.Func]int // query argument index
+	params map[types.Object]bool
+}
+
+// sink reports whether call takes a query, the index of that argument and a
+// name for messages.
+func (w wrappers) sink(info *types.Info, call *ast.CallExpr) (int, string, bool) {
+	if m, name, found := queryMethod(info, call); found {
+		return queryArgs[m], name, true
+	}
+	if fn, isFunc := typeutil.Callee(info, call).(*types.Func); isFunc {
+		if i, found := w.funcs[fn]; found {
+			return i, fn.Name(), true
+		}
+	}
+	return 0, "", false
+}
+
+func findWrappers(pass *analysis.Pass) wrappers {
+	w := wrappers{funcs: map[*types.Func]int{}, params: map[types.Object]bool{}}
+	for changed := true; changed; {
+		changed = false
+		for _, file := range pass.Files {
+			for _, decl := range file.Decls {
+				fd, isFunc := decl.(*ast.FuncDecl)
+				if !isFunc || fd.Body == nil {
+					continue
+				}
+				fn, _ := pass.TypesInfo.Defs[fd.Name].(*types.Func)
+				if fn == nil {
+					continue
+				}
+				if _, known := w.funcs[fn]; known {
+					continue
+				}
+				params := fn.Signature().Params()
+				ast.Inspect(fd.Body, func(n ast.Node) bool {
+					call, isCall := n.(*ast.CallExpr)
+					if !isCall {
+						return true
+					}
+					i, _, found := w.sink(pass.TypesInfo, call)
+					if !found || i >= len(call.Args) {
+						return true
+					}
+					id, isIdent := ast.Unparen(call.Args[i]).(*ast.Ident)
+					if !isIdent {
+						return true
+					}
+					obj := pass.TypesInfo.Uses[id]
+					for pi := range params.Len() {
+						if p := params.At(pi); p == obj && types.Identical(p.Type(), types.Typ[types.String]) {
+							w.funcs[fn], w.params[p] = pi, true
+							changed = true
+						}
+					}
+					return true
+				})
+			}
+		}
+	}
+	return w
 }
 
 // directives maps each line with a //sqlcheck:ok comment to its reason.
