@@ -34,7 +34,9 @@ type SchedulerOptions struct {
 	// Scratch is where each backup is verified; see ScratchOptions.
 	Scratch ScratchOptions
 	// Now is the clock; nil means time.Now.
-	Now    func() time.Time
+	Now func() time.Time
+	// Logger receives a line per run; the caller scopes it (component
+	// "backup"). nil discards.
 	Logger *slog.Logger
 	// OnResult, if set, receives the result of every run, from the
 	// goroutine that runs it.
@@ -112,7 +114,7 @@ func NewScheduler(o SchedulerOptions) (*Scheduler, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Scheduler{o: o, logger: logger.With("component", "backup")}, nil
+	return &Scheduler{o: o, logger: logger}, nil
 }
 
 // Run takes a backup every Interval until ctx is done, then returns nil.
@@ -168,11 +170,17 @@ func (s *Scheduler) firstRun(ctx context.Context) time.Time {
 
 // RunOnce takes one backup into Dir, verifies it, records it in the
 // store's backup records, applies retention when it verified, and reports
-// the result to OnResult. The error is Result.Err.
+// the result to OnResult. The error is Result.Err. A run cut short by ctx
+// is neither recorded nor reported.
 func (s *Scheduler) RunOnce(ctx context.Context) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res := s.runOnce(ctx)
+	if res.Err != nil && ctx.Err() != nil {
+		// Shutting down: not a failure to report.
+		s.logger.Info("backup interrupted", "file", res.File, "error", res.Err)
+		return res, res.Err
+	}
 	switch {
 	case res.Verified:
 		s.logger.Info("backup taken and verified", "file", res.File, "size", res.Size,
@@ -256,6 +264,9 @@ func (s *Scheduler) verify(ctx context.Context, res *Result) error {
 
 // record saves rec in the store, creating it the first time.
 func (s *Scheduler) record(ctx context.Context, rec *store.BackupRecord, update bool) {
+	if ctx.Err() != nil {
+		return
+	}
 	var err error
 	if update {
 		err = s.o.Store.Backups().Update(ctx, rec)

@@ -244,6 +244,37 @@ func TestSchedulerFailures(t *testing.T) {
 		}
 	})
 
+	t.Run("cut short by shutdown", func(t *testing.T) {
+		before, err := s.Backups().List(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		called := false
+		sched, err := NewScheduler(SchedulerOptions{
+			Store: s, Dir: t.TempDir(), Interval: time.Hour, Retention: 1,
+			Encryption: enc, Decryption: dec, Now: clock.Now, OnResult: func(Result) { called = true },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if res, err := sched.RunOnce(ctx); err == nil || res.Verified {
+			t.Fatalf("RunOnce = %+v, %v", res, err)
+		}
+		if called {
+			t.Error("an interrupted run was reported as a failure")
+		}
+		after, err := s.Backups().List(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(after) != len(before) {
+			t.Errorf("%d records before, %d after an interrupted run", len(before), len(after))
+		}
+		clock.Advance(time.Second)
+	})
+
 	t.Run("bad options", func(t *testing.T) {
 		_, err := NewScheduler(SchedulerOptions{Encryption: enc})
 		for _, want := range []string{"no store", "no backup directory", "interval", "retention", "no age identity"} {
@@ -281,8 +312,8 @@ func TestSchedulerRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newSQLite(t)
 		populate(t, s, "")
-		enc, dec := passphraseKeys("scheduled")
-		dec = Decryption{} // the scheduler verifies with the passphrase
+		// No Decryption: the scheduler verifies with the passphrase.
+		enc, _ := passphraseKeys("scheduled")
 		// A verified backup taken 30 minutes ago, before a restart. (The
 		// one populate records is dated 2025, in this bubble's future: it
 		// must be ignored.)
@@ -297,7 +328,7 @@ func TestSchedulerRun(t *testing.T) {
 		count := func() int { mu.Lock(); defer mu.Unlock(); return len(results) }
 		sched, err := NewScheduler(SchedulerOptions{
 			Store: s, Dir: t.TempDir(), Interval: time.Hour, Retention: 2,
-			Encryption: enc, Decryption: dec, Scratch: ScratchOptions{TempDir: t.TempDir()},
+			Encryption: enc, Scratch: ScratchOptions{TempDir: t.TempDir()},
 			Logger: testLogger(t),
 			OnResult: func(r Result) {
 				mu.Lock()

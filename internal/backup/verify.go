@@ -25,7 +25,8 @@ type ScratchOptions struct {
 	// TempDir is where the scratch SQLite directory is made; empty means
 	// the system's temporary directory.
 	TempDir string
-	Logger  *slog.Logger
+	// Logger is given to the scratch store; nil discards.
+	Logger *slog.Logger
 }
 
 // Report is the outcome of verifying a backup.
@@ -280,7 +281,6 @@ func openScratch(ctx context.Context, backend string, o ScratchOptions) (*scratc
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	logger = logger.With("component", "backup")
 	if backend == "postgres" && o.PostgresURL != "" {
 		schema := "moat_verify_" + randomHex(8)
 		s, err := store.Open(ctx, store.Options{URL: o.PostgresURL, Schema: schema, Logger: logger})
