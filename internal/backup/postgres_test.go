@@ -2,6 +2,9 @@ package backup
 
 import (
 	"bytes"
+	"context"
+	neturl "net/url"
+	"strings"
 	"testing"
 
 	"github.com/moatgw/moat/internal/store"
@@ -49,6 +52,29 @@ func TestPostgres(t *testing.T) {
 		}
 		if rep.Scratch != "sqlite" || len(rep.Notes) == 0 {
 			t.Errorf("scratch %q, notes %q: want sqlite and a note saying so", rep.Scratch, rep.Notes)
+		}
+	})
+
+	t.Run("verifies in SQLite when the role cannot create a schema", func(t *testing.T) {
+		role := "moat_noschema_" + randomHex(4)
+		ctx := t.Context()
+		if _, err := src.DB().ExecContext(ctx, `CREATE ROLE `+role+` LOGIN`); err != nil { //sqlcheck:ok test: role name made here from random hex
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = src.DB().ExecContext(context.Background(), `DROP ROLE IF EXISTS `+role) //sqlcheck:ok test: role name made here from random hex
+		})
+		u, err := neturl.Parse(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = neturl.User(role)
+		rep := verifyBytes(t, file, dec, ScratchOptions{PostgresURL: u.String()})
+		if !rep.OK {
+			t.Fatalf("did not verify: %v", rep.Problems)
+		}
+		if rep.Scratch != "sqlite" || len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "could not create a scratch schema") {
+			t.Errorf("scratch %q, notes %q: want sqlite and a note saying why", rep.Scratch, rep.Notes)
 		}
 	})
 

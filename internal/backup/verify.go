@@ -281,15 +281,19 @@ func openScratch(ctx context.Context, backend string, o ScratchOptions) (*scratc
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	note := "a PostgreSQL backup verified in a scratch SQLite database, as no PostgreSQL URL was given"
 	if backend == "postgres" && o.PostgresURL != "" {
 		schema := "moat_verify_" + randomHex(8)
 		s, err := store.Open(ctx, store.Options{URL: o.PostgresURL, Schema: schema, Logger: logger})
-		if err != nil {
-			return nil, fmt.Errorf("opening a scratch PostgreSQL schema: %w", err)
+		if err == nil {
+			return &scratchDB{s: s, kind: "postgres", cleanup: func() error {
+				return dropSchema(ctx, s, schema)
+			}}, nil
 		}
-		return &scratchDB{s: s, kind: "postgres", cleanup: func() error {
-			return dropSchema(ctx, s, schema)
-		}}, nil
+		// A least-privileged role may not create schemas: verify in SQLite
+		// rather than not at all, and say so.
+		logger.Warn("cannot make a scratch PostgreSQL schema; verifying in a scratch SQLite database", "err", err)
+		note = "a PostgreSQL backup verified in a scratch SQLite database, as the PostgreSQL role could not create a scratch schema"
 	}
 	dir, err := os.MkdirTemp(o.TempDir, "moat-verify-")
 	if err != nil {
@@ -304,7 +308,7 @@ func openScratch(ctx context.Context, backend string, o ScratchOptions) (*scratc
 		return errors.Join(s.Close(), os.RemoveAll(dir))
 	}}
 	if backend == "postgres" {
-		sc.note = "a PostgreSQL backup verified in a scratch SQLite database, as no PostgreSQL URL was given"
+		sc.note = note
 	}
 	return sc, nil
 }

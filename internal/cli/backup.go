@@ -12,11 +12,13 @@ import (
 	"github.com/moatgw/moat/internal/server"
 )
 
-const backupUsage = `Usage: moat backup <create|verify|restore> --config FILE [flags]
+const backupUsage = `Usage: moat backup <create|verify|restore> [flags]
 
-  create [--out FILE]              take an encrypted backup of the store now
-  verify FILE                      restore FILE into a scratch database and check it
-  restore FILE --yes-overwrite     replace the store's contents with FILE
+  create --config FILE [--out FILE]                take an encrypted backup of the store now
+  verify --config FILE [--json] BACKUP             restore BACKUP into a scratch database and check it
+  restore --config FILE --yes-overwrite BACKUP     replace the store's contents with BACKUP
+
+Flags come before BACKUP.
 
 Encryption and decryption come from the config's backup section (see docs/backup.md).`
 
@@ -154,9 +156,13 @@ func verifyFile(ctx context.Context, file string, crypto *server.BackupSettings,
 
 func runBackupRestore(args []string, stdio Stdio) int {
 	fs := newFlags("backup restore", "moat backup restore --config FILE --yes-overwrite BACKUP",
-		`Replace the contents of the configured store with BACKUP. The store must be
-migrated to the backup's schema version. Stop moat serve first. The backup's
-sealed values open only with the master key they were written under.`, stdio)
+		`Replace the contents of the configured store with BACKUP. Stop moat serve first.
+
+The store is first migrated to this moat's schema (with database.migrate_url when
+set, else database.url); BACKUP must be at that schema version. Then the command
+checks that keys.master_key opens the restored key ring: the backup's sealed
+values open only with the master key they were written under. If that check
+fails, the store has already been replaced: set keys.master_key to that key.`, stdio)
 	path := fs.String("config", "", "path to the config file (required)")
 	yes := fs.Bool("yes-overwrite", false, "confirm that the store's current contents are replaced")
 	if code := parseFlags(fs, args, stdio); code >= 0 {

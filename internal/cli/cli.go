@@ -98,6 +98,10 @@ func newFlags(name, synopsis, description string, stdio Stdio) *flag.FlagSet {
 // parseFlags parses args and returns the exit code to use when parsing
 // ended the command (help asked for, or a usage error), or -1 to go on.
 func parseFlags(fs *flag.FlagSet, args []string, stdio Stdio) int {
+	// The flag package writes its own messages; keep them until it is known
+	// whether they belong on stdout (help asked for) or stderr (an error).
+	var msgs strings.Builder
+	fs.SetOutput(&msgs)
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -105,7 +109,9 @@ func parseFlags(fs *flag.FlagSet, args []string, stdio Stdio) int {
 		fs.Usage()
 		return ExitOK
 	case err != nil:
+		_, _ = io.WriteString(stdio.Err, msgs.String())
 		return ExitUsage
 	}
+	fs.SetOutput(stdio.Err)
 	return -1
 }

@@ -92,7 +92,9 @@ func runDBMigrate(args []string, stdio Stdio) int {
 	fs := newFlags("db migrate", "moat db migrate --config FILE [--dry-run]",
 		`Apply pending schema migrations, under a lock so that several instances migrate
 once. Uses database.migrate_url when it is set (a role that owns the tables), else
-database.url. moat serve also migrates at start.`, stdio)
+database.url. moat serve migrates at start only when migrations are pending, and
+with database.url: a least-privileged runtime role cannot, so run this command
+before starting a new moat.`, stdio)
 	path := fs.String("config", "", "path to the config file (required)")
 	dry := fs.Bool("dry-run", false, "list what would be applied, change nothing")
 	if code := parseFlags(fs, args, stdio); code >= 0 {

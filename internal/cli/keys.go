@@ -42,7 +42,7 @@ func runKeys(args []string, stdio Stdio) int {
 }
 
 func runKeysGenerate(args []string, stdio Stdio) int {
-	fs := newFlags("keys generate", "moat keys generate > /etc/moat/master.key",
+	fs := newFlags("keys generate", "moat keys generate",
 		`Print a new master key: 32 random bytes in base64. Store it in a file of mode 0600
 outside the data directory (or in a secret manager) and point keys.master_key at it:
 
@@ -101,8 +101,9 @@ With --kek REF (file:PATH or env:NAME holding a new master key from moat keys
 generate): re-wrap every data key under the new master key. Run it again if it is
 interrupted. Then set keys.master_key to REF and restart moat.
 
-A running moat serve picks up a new data key within a minute; restart it after a
-master key change.`, stdio)
+A running moat serve picks up a new data key within a minute, or at once on
+SIGHUP; a new master key takes effect only when moat serve is restarted with
+keys.master_key set to it.`, stdio)
 	path := fs.String("config", "", "path to the config file (required)")
 	kek := fs.String("kek", "", "reference to a new master key: re-wrap the data keys under it")
 	batch := fs.Int("batch", 500, "values re-encrypted per transaction")

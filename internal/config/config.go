@@ -6,7 +6,7 @@ package config
 // Config is the whole of moat.yaml. Field comments are the reference text
 // that the JSON Schema and docs/configuration.md are generated from.
 type Config struct {
-	// Directory for Moat's own state: the development CA and ACME accounts and certificates. A relative path is relative to the working directory.
+	// Directory for Moat's own state: the SQLite database (moat.db) when database.url is empty, the development CA, ACME accounts and certificates, and the default backup directory (backups). A relative path is relative to the working directory.
 	DataDir string `yaml:"data_dir,omitempty" json:"data_dir,omitempty"`
 	// Network addresses Moat listens on.
 	Listen Listen `yaml:"listen,omitempty" json:"listen,omitempty"`
@@ -204,7 +204,7 @@ type HealthCheck struct {
 type Database struct {
 	// Empty for SQLite at data_dir/moat.db. Otherwise a PostgreSQL URL (postgres://user@host/db?sslmode=verify-full), written inline only when it holds no password; a URL with a password must be a secret reference (env:NAME or file:PATH).
 	URL string `yaml:"url,omitempty" json:"url,omitempty"`
-	// URL used by moat db migrate, for a migration role that owns the tables; empty means url. Same rules as url.
+	// URL of a migration role that owns the tables, used by moat db migrate and moat backup restore, and to verify PostgreSQL backups in a temporary schema (moat serve's scheduled backups, moat backup create and moat backup verify). moat serve otherwise connects, and migrates, with url. Empty means url. Same rules as url.
 	MigrateURL string `yaml:"migrate_url,omitempty" json:"migrate_url,omitempty"`
 }
 

@@ -79,9 +79,13 @@ func Schema(docs map[string]string) ([]byte, error) {
 func defaultsProbe() *Config {
 	c := &Config{
 		TLS:    TLS{Dev: &DevTLS{}, ACME: &ACME{}},
+		Backup: &Backup{},
 		Routes: []Route{{HealthCheck: &HealthCheck{}}},
 	}
 	c.ApplyDefaults()
+	// The backup directory's default follows data_dir; its description
+	// says so, where a fixed path would mislead.
+	c.Backup.Dir = ""
 	return c
 }
 

@@ -40,7 +40,7 @@ func (c *Config) Validate() error {
 	v.check("database.url", checkDatabaseURL(c.Database.URL))
 	v.check("database.migrate_url", checkDatabaseURL(c.Database.MigrateURL))
 	if c.Keys.MasterKey == "" {
-		v.add("keys.master_key", "required: Moat encrypts secrets at rest and refuses to start without a master key; make one with `moat keys generate > /etc/moat/master.key` and set master_key: file:/etc/moat/master.key")
+		v.add("keys.master_key", "required: Moat encrypts secrets at rest and refuses to start without a master key; make one with `umask 077 && moat keys generate > /etc/moat/master.key` and set master_key: file:/etc/moat/master.key")
 	}
 	if c.Backup != nil {
 		v.backup(*c.Backup)
