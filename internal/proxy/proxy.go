@@ -210,6 +210,7 @@ func New(o Options) (*Proxy, error) {
 		ForceAttemptHTTP2:      https,
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    min(maxIdlePerHost, int(p.maxConns)),
+		MaxConnsPerHost:        int(p.maxConns),
 		IdleConnTimeout:        idleConnTimeout,
 		ResponseHeaderTimeout:  o.Timeout,
 		ExpectContinueTimeout:  time.Second,
@@ -347,7 +348,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *request.In
 
 	h := w.Header()
 	copyResponseHeader(h, resp.Header)
-	setRequestID(h, info)
+	setRequestID(h, info, &o.vals)
 	if len(resp.Trailer) > 0 {
 		announceTrailers(h, resp.Header["Connection"], resp.Trailer)
 	}
@@ -377,11 +378,18 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *request.In
 
 // setRequestID makes Moat's request id the response's only one. Moat's
 // server sets it before the proxy runs, and the upstream's own is never
-// copied (see responseDrop); this covers a proxy used on its own.
-func setRequestID(h http.Header, info *request.Info) {
-	if _, ok := h["X-Request-Id"]; !ok && info.ID != "" {
-		h["X-Request-Id"] = []string{info.ID}
+// copied (see responseDrop); this covers a proxy used on its own. vals
+// holds the id, as outboundHeader left it, or is nil.
+func setRequestID(h http.Header, info *request.Info, vals *[numSlots]string) {
+	if _, ok := h["X-Request-Id"]; ok || info.ID == "" {
+		return
 	}
+	if vals != nil && vals[slotRequestID] == info.ID {
+		// Shared with the upstream request's header; neither is modified.
+		h["X-Request-Id"] = vals[slotRequestID : slotRequestID+1 : slotRequestID+1]
+		return
+	}
+	h["X-Request-Id"] = []string{info.ID}
 }
 
 // outRequest is a request to an upstream with its URL and the values of

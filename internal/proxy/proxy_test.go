@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -489,14 +490,14 @@ func TestMaxUpstreamConns(t *testing.T) {
 	// The upstream answers /slow with its headers at once and its body
 	// only when released, so that its connection stays busy without the
 	// route timeout running.
-	release := make(chan struct{})
-	entered := make(chan struct{}, 1)
+	held := make(chan chan struct{}, 1)
 	var conns atomic.Int64
 	us := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			w.WriteHeader(http.StatusOK)
 			http.NewResponseController(w).Flush()
-			entered <- struct{}{}
+			release := make(chan struct{})
+			held <- release
 			select {
 			case <-release:
 			case <-r.Context().Done():
@@ -512,16 +513,21 @@ func TestMaxUpstreamConns(t *testing.T) {
 	us.Start()
 	t.Cleanup(us.Close)
 
-	// slow starts a request to /slow and returns once the upstream holds it.
-	slow := func(t *testing.T, base string) *http.Response {
+	// slow sends a request to /slow and returns once the upstream holds it,
+	// with the function that lets it finish, called at the latest when the
+	// test ends.
+	slow := func(t *testing.T, base string) (*http.Response, func()) {
 		t.Helper()
 		resp := get(t, base+"/slow")
 		select {
-		case <-entered:
+		case release := <-held:
+			done := sync.OnceFunc(func() { close(release) })
+			t.Cleanup(done)
+			return resp, done
 		case <-time.After(5 * time.Second):
 			t.Fatal("the slow request did not reach the upstream")
+			return nil, nil
 		}
-		return resp
 	}
 
 	t.Run("default", func(t *testing.T) {
@@ -534,7 +540,7 @@ func TestMaxUpstreamConns(t *testing.T) {
 		conns.Store(0)
 		p, rec := newProxy(t, Options{Upstreams: urls(t, us.URL), MaxUpstreamConns: 1, Timeout: 300 * time.Millisecond})
 		f := front(t, p, nil)
-		held := slow(t, f.URL)
+		slowResp, release := slow(t, f.URL)
 		// Without a bound the request would wait as long as the client.
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
@@ -550,8 +556,8 @@ func TestMaxUpstreamConns(t *testing.T) {
 		if e, ok := rec.find("upstream.error"); !ok || e.Rule != "upstream_conns" {
 			t.Errorf("event %+v (found %v): want upstream.error rule upstream_conns", e, ok)
 		}
-		release <- struct{}{}
-		if b := readBody(t, held); b != "done" {
+		release()
+		if b := readBody(t, slowResp); b != "done" {
 			t.Errorf("held request got %q", b)
 		}
 		if resp := get(t, f.URL+"/fast"); resp.StatusCode != http.StatusOK {
@@ -570,7 +576,7 @@ func TestMaxUpstreamConns(t *testing.T) {
 		conns.Store(0)
 		p, _ := newProxy(t, Options{Upstreams: urls(t, us.URL), MaxUpstreamConns: 1, Timeout: 10 * time.Second})
 		f := front(t, p, nil)
-		held := slow(t, f.URL)
+		slowResp, release := slow(t, f.URL)
 		fast := make(chan int, 1)
 		go func() {
 			resp, err := http.Get(f.URL + "/fast")
@@ -587,8 +593,8 @@ func TestMaxUpstreamConns(t *testing.T) {
 			t.Fatalf("second request answered %d while the only connection was busy", code)
 		case <-time.After(200 * time.Millisecond):
 		}
-		release <- struct{}{}
-		readBody(t, held)
+		release()
+		readBody(t, slowResp)
 		if code := <-fast; code != http.StatusOK {
 			t.Errorf("status %d, want 200 once the connection is free", code)
 		}

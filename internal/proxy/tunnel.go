@@ -154,9 +154,10 @@ var errConnWait = errors.New("no upstream connection free within the route timeo
 
 // connWatch follows how a request gets its upstream connection: it keeps
 // the connection, which a protocol switch needs, and, when bounded, cancels
-// the round trip if no connection comes within the route's Timeout. Once
-// the connection is there, the transport's own response header timeout
-// takes over.
+// the round trip if the request is still queued for a connection after the
+// route's Timeout. The wait ends when a connection is handed over or a dial
+// starts on the request's behalf; from then on the dial timeout and the
+// transport's response header timeout apply.
 type connWatch struct {
 	cancel context.CancelCauseFunc // nil when not bounded
 	timer  *time.Timer
@@ -180,7 +181,10 @@ func (p *Proxy) watchConn(r *http.Request, bounded bool) (*http.Request, *connWa
 			})
 		})
 	}
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: cw.gotConn})
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		ConnectStart: func(string, string) { cw.settle() },
+		GotConn:      cw.gotConn,
+	})
 	return r.WithContext(ctx), cw
 }
 

@@ -52,7 +52,7 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, info *reque
 
 	h := w.Header()
 	copyResponseHeader(h, resp.Header)
-	setRequestID(h, info)
+	setRequestID(h, info, nil)
 	h["Connection"] = []string{"Upgrade"}
 	h["Upgrade"] = got
 	// Hijacking cleared the connection's deadlines: no write may wait for
