@@ -141,6 +141,33 @@ func testCredentials(t *testing.T, b backend) {
 		t.Fatalf("after Touch, LastUsedAt = %v", got[1].LastUsedAt)
 	}
 
+	// The counter only moves forward: a TOTP step is accepted once.
+	if err := cs.AdvanceCounter(ctx, totp.ID, 100, t0.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "AdvanceCounter to the same value", cs.AdvanceCounter(ctx, totp.ID, 100, t0), ErrConflict)
+	wantErr(t, "AdvanceCounter backwards", cs.AdvanceCounter(ctx, totp.ID, 99, t0), ErrConflict)
+	wantErr(t, "AdvanceCounter of a missing credential", cs.AdvanceCounter(ctx, "nope", 1, t0), ErrNotFound)
+	if err := cs.UpdateSecret(ctx, totp.ID, []byte("NEWSECRET")); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "UpdateSecret of a missing credential", cs.UpdateSecret(ctx, "nope", []byte("x")), ErrNotFound)
+	got, _ = cs.ListByUser(ctx, u.ID)
+	if got[1].Counter != 100 || !got[1].LastUsedAt.Equal(t0.Add(2*time.Hour)) || string(got[1].Secret) != "NEWSECRET" {
+		t.Fatalf("after AdvanceCounter and UpdateSecret: %+v", got[1])
+	}
+	exp := &Credential{UserID: u.ID, Kind: "enroll", Hash: "h", ExpiresAt: t0.Add(24 * time.Hour), CreatedAt: t0.Add(3 * time.Second)}
+	if err := cs.Create(ctx, exp); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = cs.ListByUser(ctx, u.ID)
+	if len(got) != 3 || !got[2].ExpiresAt.Equal(exp.ExpiresAt) {
+		t.Fatalf("expiry not kept: %+v", got)
+	}
+	if err := cs.Delete(ctx, exp.ID); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := cs.Delete(ctx, pw.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -53,9 +53,10 @@ var tables = []tableSpec{
 	{
 		name: "credentials",
 		columns: []column{{"id", kindText}, {"user_id", kindText}, {"kind", kindText}, {"name", kindText}, {"secret", kindBytes},
-			{"secret_kid", kindText}, {"hash", kindText}, {"created_at", kindInt}, {"last_used_at", kindInt}},
-		selectAll: `SELECT id, user_id, kind, name, secret, secret_kid, hash, created_at, last_used_at FROM credentials ORDER BY id`,
-		insert:    `INSERT INTO credentials (id, user_id, kind, name, secret, secret_kid, hash, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			{"secret_kid", kindText}, {"hash", kindText}, {"created_at", kindInt}, {"last_used_at", kindInt},
+			{"counter", kindInt}, {"expires_at", kindInt}},
+		selectAll: `SELECT id, user_id, kind, name, secret, secret_kid, hash, created_at, last_used_at, counter, expires_at FROM credentials ORDER BY id`,
+		insert:    `INSERT INTO credentials (id, user_id, kind, name, secret, secret_kid, hash, created_at, last_used_at, counter, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		deleteAll: `DELETE FROM credentials`,
 	},
 	{

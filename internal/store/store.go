@@ -64,8 +64,10 @@ type Credential struct {
 	Name       string
 	Secret     []byte // stored encrypted (TOTP secret, WebAuthn credential data)
 	Hash       string // stays a hash (password PHC string, recovery code hash)
+	Counter    int64  // last TOTP step accepted, or WebAuthn signature count
 	CreatedAt  time.Time
 	LastUsedAt time.Time
+	ExpiresAt  time.Time // zero: never (enrollment tokens expire)
 }
 
 // Identity links a user to an account at an external identity provider.
@@ -169,6 +171,12 @@ type Users interface {
 type Credentials interface {
 	Create(ctx context.Context, c *Credential) error
 	ListByUser(ctx context.Context, userID string) ([]*Credential, error)
+	// AdvanceCounter sets the counter to n and the last use to at, only if
+	// n is greater than the stored counter; otherwise ErrConflict. It makes
+	// "each TOTP code once" hold across concurrent logins and instances.
+	AdvanceCounter(ctx context.Context, id string, n int64, at time.Time) error
+	// UpdateSecret replaces the sealed secret (WebAuthn credential data).
+	UpdateSecret(ctx context.Context, id string, secret []byte) error
 	Touch(ctx context.Context, id string, at time.Time) error
 	Delete(ctx context.Context, id string) error
 }

@@ -160,10 +160,13 @@ func (us userStore) Delete(ctx context.Context, id string) error {
 type credentialStore struct{ s *Store }
 
 const (
-	insertCredential = `INSERT INTO credentials (id, user_id, kind, name, secret, secret_kid, hash, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
-	listCredentials  = `SELECT id, user_id, kind, name, secret, hash, created_at, last_used_at FROM credentials WHERE user_id = $1 ORDER BY created_at, id`
+	insertCredential = `INSERT INTO credentials (id, user_id, kind, name, secret, secret_kid, hash, created_at, last_used_at, counter, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+	listCredentials  = `SELECT id, user_id, kind, name, secret, hash, created_at, last_used_at, counter, expires_at FROM credentials WHERE user_id = $1 ORDER BY created_at, id`
 	touchCredential  = `UPDATE credentials SET last_used_at = $1 WHERE id = $2`
 	deleteCredential = `DELETE FROM credentials WHERE id = $1`
+	advanceCounter   = `UPDATE credentials SET counter = $1, last_used_at = $2 WHERE id = $3 AND counter < $1`
+	credentialExists = `SELECT COUNT(*) FROM credentials WHERE id = $1`
+	updateCredSecret = `UPDATE credentials SET secret = $1, secret_kid = $2 WHERE id = $3`
 )
 
 // Create stores c; a UserID naming no user is ErrNotFound.
@@ -181,7 +184,7 @@ func (cs credentialStore) Create(ctx context.Context, c *Credential) error {
 		return fmt.Errorf("creating credential: %w", err)
 	}
 	_, err = cs.s.exec(ctx, insertCredential, id, c.UserID, c.Kind, c.Name, secret, kid, c.Hash,
-		micros(created), nullMicros(c.LastUsedAt))
+		micros(created), nullMicros(c.LastUsedAt), c.Counter, nullMicros(c.ExpiresAt))
 	if err != nil {
 		return fmt.Errorf("creating credential: %w", mapErr(err))
 	}
@@ -199,17 +202,17 @@ func (cs credentialStore) ListByUser(ctx context.Context, userID string) ([]*Cre
 	var out []*Credential
 	for rows.Next() {
 		var (
-			c             Credential
-			secret        []byte
-			created, used sql.NullInt64
+			c                      Credential
+			secret                 []byte
+			created, used, expires sql.NullInt64
 		)
-		if err := rows.Scan(&c.ID, &c.UserID, &c.Kind, &c.Name, &secret, &c.Hash, &created, &used); err != nil {
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Kind, &c.Name, &secret, &c.Hash, &created, &used, &c.Counter, &expires); err != nil {
 			return nil, fmt.Errorf("listing credentials: %w", err)
 		}
 		if c.Secret, err = cs.s.openField("credentials", "secret", c.ID, secret); err != nil {
 			return nil, fmt.Errorf("listing credentials: %w", err)
 		}
-		c.CreatedAt, c.LastUsedAt = fromMicros(created), fromMicros(used)
+		c.CreatedAt, c.LastUsedAt, c.ExpiresAt = fromMicros(created), fromMicros(used), fromMicros(expires)
 		out = append(out, &c)
 	}
 	if err := rows.Err(); err != nil {
@@ -221,6 +224,37 @@ func (cs credentialStore) ListByUser(ctx context.Context, userID string) ([]*Cre
 func (cs credentialStore) Touch(ctx context.Context, id string, at time.Time) error {
 	if err := cs.s.execOne(ctx, touchCredential, micros(at), id); err != nil {
 		return fmt.Errorf("touching credential: %w", err)
+	}
+	return nil
+}
+
+// AdvanceCounter moves the counter forward; see Credentials.
+func (cs credentialStore) AdvanceCounter(ctx context.Context, id string, n int64, at time.Time) error {
+	res, err := cs.s.exec(ctx, advanceCounter, n, micros(at), id)
+	if err != nil {
+		return fmt.Errorf("advancing credential counter: %w", mapErr(err))
+	}
+	if changed, err := res.RowsAffected(); err == nil && changed == 1 {
+		return nil
+	}
+	var count int
+	if err := cs.s.db.QueryRowContext(ctx, credentialExists, id).Scan(&count); err != nil {
+		return fmt.Errorf("advancing credential counter: %w", err)
+	}
+	if count == 0 {
+		return fmt.Errorf("advancing credential counter: %w", ErrNotFound)
+	}
+	return fmt.Errorf("advancing credential counter: %w", ErrConflict)
+}
+
+// UpdateSecret seals and replaces the credential's secret.
+func (cs credentialStore) UpdateSecret(ctx context.Context, id string, secret []byte) error {
+	sealed, kid, err := cs.s.sealField("credentials", "secret", id, secret)
+	if err != nil {
+		return fmt.Errorf("updating credential: %w", err)
+	}
+	if err := cs.s.execOne(ctx, updateCredSecret, sealed, kid, id); err != nil {
+		return fmt.Errorf("updating credential: %w", err)
 	}
 	return nil
 }
