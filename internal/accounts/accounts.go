@@ -1,0 +1,189 @@
+// Package accounts is the logic of Moat's local accounts: users and their
+// enrollment, password logins with brute-force protection and the same
+// answer for every kind of failure, second factors (TOTP, recovery codes)
+// and the sessions a login produces. The login portal and the CLI call it;
+// it never writes HTTP.
+package accounts
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/moatgw/moat/internal/event"
+	"github.com/moatgw/moat/internal/lockout"
+	"github.com/moatgw/moat/internal/password"
+	"github.com/moatgw/moat/internal/session"
+	"github.com/moatgw/moat/internal/store"
+)
+
+// Credential kinds.
+const (
+	KindPassword    = "password"
+	KindTOTP        = "totp"
+	KindTOTPPending = "totp-pending" // a secret shown but not yet confirmed
+	KindRecovery    = "recovery"
+	KindWebAuthn    = "webauthn"
+	KindEnroll      = "enroll" // a one-time enrollment token's hash
+)
+
+// Session methods. A session whose methods include a pending marker is not
+// a login yet: it may only finish the second factor or the enrollment.
+const (
+	MethodPassword   = "pwd"
+	MethodTOTP       = "otp"
+	MethodRecovery   = "recovery"
+	MethodWebAuthn   = "webauthn"
+	PendingMFA       = "pending:mfa"
+	PendingEnrollMFA = "pending:enroll"
+)
+
+// User statuses.
+const (
+	StatusActive   = "active"
+	StatusDisabled = "disabled"
+)
+
+// Errors.
+var (
+	// ErrLoginFailed is the one answer to a failed login, whatever the
+	// reason (no such user, wrong password, disabled, locked): the reason
+	// goes to the security event, never to the client.
+	ErrLoginFailed = errors.New("the user name or password is not correct")
+	// ErrBusy means the password hasher's budget is exhausted: answer 503.
+	ErrBusy = password.ErrBusy
+	// ErrInvalidToken is an enrollment token that is unknown, used or expired.
+	ErrInvalidToken = errors.New("this link is not valid: it may have been used already or expired")
+	// ErrCodeRejected is a second-factor code that did not verify.
+	ErrCodeRejected = errors.New("the code is not correct")
+)
+
+// Options configure a Service.
+type Options struct {
+	Store    *store.Store // with the key ring set as its cipher
+	Hasher   *password.Hasher
+	Policy   password.Policy
+	Sessions *session.Manager
+	Accounts *lockout.Tracker // failures per account
+	Address  *lockout.Tracker // failures per client address
+	MFARoles []string         // roles that must enroll a second factor; default [admin]
+	Issuer   string           // shown in authenticator apps; default "Moat"
+	EnrollTTL time.Duration   // lifetime of enrollment links; default 72h
+	Events   event.Recorder
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Service implements accounts. It is safe for concurrent use.
+type Service struct {
+	o      Options
+	pepper []byte // for recovery code hashes, kept sealed in the store
+}
+
+var usernameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{0,63}$`)
+
+// New builds a Service, creating the recovery-code pepper in the store on
+// first use.
+func New(ctx context.Context, o Options) (*Service, error) {
+	if o.Store == nil || o.Hasher == nil || o.Sessions == nil || o.Accounts == nil || o.Address == nil {
+		return nil, errors.New("accounts: store, hasher, sessions and lockout trackers are required")
+	}
+	if err := o.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("accounts: %w", err)
+	}
+	if o.MFARoles == nil {
+		o.MFARoles = []string{"admin"}
+	}
+	if o.Issuer == "" {
+		o.Issuer = "Moat"
+	}
+	if o.EnrollTTL <= 0 {
+		o.EnrollTTL = 72 * time.Hour
+	}
+	if o.Events == nil {
+		o.Events = event.Discard{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Service{o: o}
+	pepper, err := s.loadPepper(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.pepper = pepper
+	return s, nil
+}
+
+const pepperName = "accounts.recovery-pepper"
+
+func (s *Service) loadPepper(ctx context.Context) ([]byte, error) {
+	sec, err := s.o.Store.Secrets().Get(ctx, pepperName)
+	if err == nil && len(sec.Value) >= 32 {
+		return sec.Value, nil
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("accounts: reading the recovery pepper: %w", err)
+	}
+	p := make([]byte, 32)
+	if _, err := rand.Read(p); err != nil {
+		return nil, err
+	}
+	if err := s.o.Store.Secrets().Put(ctx, &store.Secret{Name: pepperName, Value: p, UpdatedAt: s.o.Now()}); err != nil {
+		return nil, fmt.Errorf("accounts: storing the recovery pepper: %w", err)
+	}
+	return p, nil
+}
+
+// NormalizeUsername lower-cases and checks a user name.
+func NormalizeUsername(name string) (string, error) {
+	n := strings.ToLower(strings.TrimSpace(name))
+	if !usernameRE.MatchString(n) {
+		return "", errors.New("a user name is 1 to 64 characters: letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+	}
+	return n, nil
+}
+
+// MFARequired reports whether a user with these roles must have a second factor.
+func (s *Service) MFARequired(roles []string) bool {
+	for _, r := range roles {
+		if slices.Contains(s.o.MFARoles, r) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Service) record(ctx context.Context, kind string, outcome event.Outcome, who string, ip netip.Addr, rule string, details map[string]string) {
+	e := event.Event{Time: s.o.Now(), Kind: kind, Outcome: outcome, Principal: who, Rule: rule, Details: details}
+	if ip.IsValid() {
+		e.ClientIP = ip.String()
+	}
+	s.o.Events.Record(ctx, e)
+}
+
+func newToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func hashToken(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}
