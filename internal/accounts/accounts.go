@@ -70,18 +70,18 @@ var (
 
 // Options configure a Service.
 type Options struct {
-	Store    *store.Store // with the key ring set as its cipher
-	Hasher   *password.Hasher
-	Policy   password.Policy
-	Sessions *session.Manager
-	Accounts *lockout.Tracker // failures per account
-	Address  *lockout.Tracker // failures per client address
-	MFARoles []string         // roles that must enroll a second factor; default [admin]
-	Issuer   string           // shown in authenticator apps; default "Moat"
-	EnrollTTL time.Duration   // lifetime of enrollment links; default 72h
-	Events   event.Recorder
-	Logger   *slog.Logger
-	Now      func() time.Time
+	Store     *store.Store // with the key ring set as its cipher
+	Hasher    *password.Hasher
+	Policy    password.Policy
+	Sessions  *session.Manager
+	Accounts  *lockout.Tracker // failures per account
+	Address   *lockout.Tracker // failures per client address
+	MFARoles  []string         // roles that must enroll a second factor; default [admin]
+	Issuer    string           // shown in authenticator apps; default "Moat"
+	EnrollTTL time.Duration    // lifetime of enrollment links; default 72h
+	Events    event.Recorder
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Service implements accounts. It is safe for concurrent use.

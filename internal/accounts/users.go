@@ -159,7 +159,9 @@ func (s *Service) ResetMFA(ctx context.Context, username string) error {
 }
 
 // Users lists every user.
-func (s *Service) Users(ctx context.Context) ([]*store.User, error) { return s.o.Store.Users().List(ctx) }
+func (s *Service) Users(ctx context.Context) ([]*store.User, error) {
+	return s.o.Store.Users().List(ctx)
+}
 
 // Factors lists the second factors a user has, by kind.
 func (s *Service) Factors(ctx context.Context, userID string) (map[string]int, error) {
