@@ -152,8 +152,12 @@ func testCredentials(t *testing.T, b backend) {
 		t.Fatal(err)
 	}
 	wantErr(t, "UpdateSecret of a missing credential", cs.UpdateSecret(ctx, "nope", []byte("x")), ErrNotFound)
+	if err := cs.Rename(ctx, totp.ID, "work phone"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Rename of a missing credential", cs.Rename(ctx, "nope", "x"), ErrNotFound)
 	got, _ = cs.ListByUser(ctx, u.ID)
-	if got[1].Counter != 100 || !got[1].LastUsedAt.Equal(t0.Add(2*time.Hour)) || string(got[1].Secret) != "NEWSECRET" {
+	if got[1].Counter != 100 || !got[1].LastUsedAt.Equal(t0.Add(2*time.Hour)) || string(got[1].Secret) != "NEWSECRET" || got[1].Name != "work phone" {
 		t.Fatalf("after AdvanceCounter and UpdateSecret: %+v", got[1])
 	}
 	exp := &Credential{UserID: u.ID, Kind: "enroll", Hash: "h", ExpiresAt: t0.Add(24 * time.Hour), CreatedAt: t0.Add(3 * time.Second)}

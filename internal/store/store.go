@@ -177,6 +177,8 @@ type Credentials interface {
 	AdvanceCounter(ctx context.Context, id string, n int64, at time.Time) error
 	// UpdateSecret replaces the sealed secret (WebAuthn credential data).
 	UpdateSecret(ctx context.Context, id string, secret []byte) error
+	// Rename changes the name a user gave a credential.
+	Rename(ctx context.Context, id, name string) error
 	Touch(ctx context.Context, id string, at time.Time) error
 	Delete(ctx context.Context, id string) error
 }

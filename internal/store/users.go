@@ -167,6 +167,7 @@ const (
 	advanceCounter   = `UPDATE credentials SET counter = $1, last_used_at = $2 WHERE id = $3 AND counter < $1`
 	credentialExists = `SELECT COUNT(*) FROM credentials WHERE id = $1`
 	updateCredSecret = `UPDATE credentials SET secret = $1, secret_kid = $2 WHERE id = $3`
+	renameCredential = `UPDATE credentials SET name = $1 WHERE id = $2`
 )
 
 // Create stores c; a UserID naming no user is ErrNotFound.
@@ -255,6 +256,14 @@ func (cs credentialStore) UpdateSecret(ctx context.Context, id string, secret []
 	}
 	if err := cs.s.execOne(ctx, updateCredSecret, sealed, kid, id); err != nil {
 		return fmt.Errorf("updating credential: %w", err)
+	}
+	return nil
+}
+
+// Rename changes the credential's name.
+func (cs credentialStore) Rename(ctx context.Context, id, name string) error {
+	if err := cs.s.execOne(ctx, renameCredential, name, id); err != nil {
+		return fmt.Errorf("renaming credential: %w", err)
 	}
 	return nil
 }
