@@ -85,7 +85,7 @@ func (t *Trusted) Resolve(peer netip.Addr, h http.Header) (client netip.Addr, pe
 			} else {
 				part, v = v, ""
 			}
-			a, err := netip.ParseAddr(strings.TrimSpace(part))
+			a, err := netip.ParseAddr(trimOWS(part))
 			if err != nil {
 				return client, true
 			}
@@ -96,4 +96,16 @@ func (t *Trusted) Resolve(peer netip.Addr, h http.Header) (client netip.Addr, pe
 		}
 	}
 	return client, true
+}
+
+// trimOWS removes HTTP optional whitespace (spaces and tabs, RFC 9110
+// section 5.6.3) around s, and nothing else.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }
