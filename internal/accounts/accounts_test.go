@@ -3,6 +3,7 @@ package accounts
 import (
 	"context"
 	"errors"
+	"github.com/moatgw/moat/internal/testclock"
 	"net/netip"
 	"strings"
 	"sync"
@@ -41,27 +42,10 @@ func (e *events) last(kind string) *event.Event {
 	return nil
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	svc   *Service
 	ev    *events
-	clock *clock
+	clock *testclock.Clock
 	st    *store.Store
 }
 
@@ -85,8 +69,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	st.SetCipher(ring)
-	c := &clock{t: time.Now().Truncate(time.Second)}
-	sessions, err := session.New(st.Sessions(), session.Options{Now: c.now, CacheTTL: -1})
+	c := testclock.New(time.Now().Truncate(time.Second))
+	sessions, err := session.New(st.Sessions(), session.Options{Now: c.Now, CacheTTL: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,9 +82,9 @@ func newFixture(t *testing.T) *fixture {
 	ev := &events{}
 	svc, err := New(ctx, Options{
 		Store: st, Hasher: hasher, Policy: password.DefaultPolicy(), Sessions: sessions,
-		Accounts: lockout.New(lockout.DefaultAccountPolicy(), 1000, c.now),
-		Address:  lockout.New(lockout.DefaultAddressPolicy(), 1000, c.now),
-		Events:   ev, Now: c.now,
+		Accounts: lockout.New(lockout.DefaultAccountPolicy(), 1000, c.Now),
+		Address:  lockout.New(lockout.DefaultAddressPolicy(), 1000, c.Now),
+		Events:   ev, Now: c.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +137,7 @@ func TestEnrollmentToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.clock.advance(73 * time.Hour)
+	f.clock.Advance(73 * time.Hour)
 	if _, err := f.svc.SetPasswordWithToken(ctx, tok2, goodPassword); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("expired token: %v", err)
 	}
@@ -190,7 +174,7 @@ func TestPasswordLoginSameAnswer(t *testing.T) {
 	if _, err := f.svc.PasswordLogin(ctx, "bob", goodPassword, client); err != ErrLoginFailed {
 		t.Fatalf("during back-off: %v", err)
 	}
-	f.clock.advance(2 * time.Second)
+	f.clock.Advance(2 * time.Second)
 	res, err := f.svc.PasswordLogin(ctx, "BOB", goodPassword, client)
 	if err != nil || res.Outcome != LoggedIn || res.Token == "" {
 		t.Fatalf("login: %+v %v", res, err)
@@ -209,7 +193,7 @@ func TestLockout(t *testing.T) {
 		if _, err := f.svc.PasswordLogin(ctx, "dave", "wrong password number x", client); err != ErrLoginFailed {
 			t.Fatal(err)
 		}
-		f.clock.advance(time.Duration(1<<i) * time.Second)
+		f.clock.Advance(time.Duration(1<<i) * time.Second)
 	}
 	if f.ev.last("account.locked") == nil {
 		t.Fatal("no account.locked event after 5 failures")
@@ -221,7 +205,7 @@ func TestLockout(t *testing.T) {
 	if e := f.ev.last("login.failed"); e.Details["reason"] != "account_locked" {
 		t.Errorf("reason %q", e.Details["reason"])
 	}
-	f.clock.advance(16 * time.Minute)
+	f.clock.Advance(16 * time.Minute)
 	if res, err := f.svc.PasswordLogin(ctx, "dave", goodPassword, client); err != nil || res.Outcome != LoggedIn {
 		t.Fatalf("after the lock: %+v %v", res, err)
 	}
@@ -247,10 +231,10 @@ func TestAdminMustEnrollThenTOTP(t *testing.T) {
 		t.Fatalf("enrollment %+v", en)
 	}
 	secret := pendingSecret(t, f, p.UserID)
-	if _, _, err := f.svc.ConfirmTOTP(ctx, res.Token, p, "phone", "000000", client); !errors.Is(err, ErrCodeRejected) && mfa.Code(secret, f.clock.now()) != "000000" {
+	if _, _, err := f.svc.ConfirmTOTP(ctx, res.Token, p, "phone", "000000", client); !errors.Is(err, ErrCodeRejected) && mfa.Code(secret, f.clock.Now()) != "000000" {
 		t.Errorf("wrong confirmation code: %v", err)
 	}
-	tok, codes, err := f.svc.ConfirmTOTP(ctx, res.Token, p, "phone", mfa.Code(secret, f.clock.now()), client)
+	tok, codes, err := f.svc.ConfirmTOTP(ctx, res.Token, p, "phone", mfa.Code(secret, f.clock.Now()), client)
 	if err != nil || len(codes) != RecoveryCodeCount {
 		t.Fatalf("confirm: %d codes, %v", len(codes), err)
 	}
@@ -262,7 +246,7 @@ func TestAdminMustEnrollThenTOTP(t *testing.T) {
 	}
 
 	// The next login needs the second factor; each code works once.
-	f.clock.advance(time.Minute)
+	f.clock.Advance(time.Minute)
 	res, err = f.svc.PasswordLogin(ctx, "root", goodPassword, client)
 	if err != nil || res.Outcome != NeedSecondFactor {
 		t.Fatalf("second login: %+v %v", res, err)
@@ -270,7 +254,7 @@ func TestAdminMustEnrollThenTOTP(t *testing.T) {
 	if p, _ := f.svc.Authenticate(ctx, res.Token); p == nil || p.Pending != PendingMFA {
 		t.Fatalf("pending second factor: %+v", p)
 	}
-	code := mfa.Code(secret, f.clock.now())
+	code := mfa.Code(secret, f.clock.Now())
 	done, err := f.svc.VerifyTOTP(ctx, res.Token, code, client)
 	if err != nil || done.Outcome != LoggedIn {
 		t.Fatalf("TOTP: %+v %v", done, err)
@@ -280,7 +264,7 @@ func TestAdminMustEnrollThenTOTP(t *testing.T) {
 		t.Errorf("a TOTP code accepted twice: %v", err)
 	}
 	// A recovery code works once (after the back-off of the failure above).
-	f.clock.advance(2 * time.Second)
+	f.clock.Advance(2 * time.Second)
 	if r, err := f.svc.VerifyRecoveryCode(ctx, res2.Token, strings.ToUpper(codes[0]), client); err != nil || r.Outcome != LoggedIn {
 		t.Fatalf("recovery code: %+v %v", r, err)
 	}
@@ -292,7 +276,7 @@ func TestAdminMustEnrollThenTOTP(t *testing.T) {
 		t.Errorf("mfa.enrolled event: %+v", e)
 	}
 	// A second factor cannot be skipped with a full-session token.
-	if _, err := f.svc.VerifyTOTP(ctx, done.Token, mfa.Code(secret, f.clock.now().Add(30*time.Second)), client); !errors.Is(err, session.ErrNoSession) {
+	if _, err := f.svc.VerifyTOTP(ctx, done.Token, mfa.Code(secret, f.clock.Now().Add(30*time.Second)), client); !errors.Is(err, session.ErrNoSession) {
 		t.Errorf("second factor on a finished login: %v", err)
 	}
 }
@@ -323,7 +307,7 @@ func TestResetMFA(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := pendingSecret(t, f, p.UserID)
-	if _, _, err := f.svc.ConfirmTOTP(ctx, res.Token, p, "", mfa.Code(secret, f.clock.now()), client); err != nil {
+	if _, _, err := f.svc.ConfirmTOTP(ctx, res.Token, p, "", mfa.Code(secret, f.clock.Now()), client); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.svc.ResetMFA(ctx, "fay"); err != nil {

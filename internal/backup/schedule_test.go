@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/moatgw/moat/internal/testclock"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,22 +18,7 @@ import (
 	"github.com/moatgw/moat/internal/store"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+type fakeClock = testclock.Clock
 
 // backupFiles lists the scheduled backup files in dir, oldest first.
 func backupFiles(t *testing.T, dir string) []string {
@@ -76,7 +62,7 @@ func TestSchedulerRetention(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "moat-backup-19990101T000000Z.age"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	clock := &fakeClock{t: time.Date(2026, 5, 1, 2, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 5, 1, 2, 0, 0, 0, time.UTC))
 	start := clock.Now()
 	var results []Result
 	sched, err := NewScheduler(SchedulerOptions{
@@ -152,7 +138,7 @@ func TestSchedulerFailures(t *testing.T) {
 	populate(t, s, "")
 	enc, dec := x25519Keys(t)
 	_, wrongDec := x25519Keys(t)
-	clock := &fakeClock{t: time.Date(2026, 5, 1, 2, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 5, 1, 2, 0, 0, 0, time.UTC))
 
 	t.Run("verification fails", func(t *testing.T) {
 		dir := t.TempDir()

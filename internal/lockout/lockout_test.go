@@ -2,18 +2,14 @@ package lockout
 
 import (
 	"fmt"
+	"github.com/moatgw/moat/internal/testclock"
 	"testing"
 	"time"
 )
 
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time          { return c.t }
-func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
-
 func TestBackoffAndLock(t *testing.T) {
-	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	tr := New(DefaultAccountPolicy(), 100, c.now)
+	c := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	tr := New(DefaultAccountPolicy(), 100, c.Now)
 	if d := tr.Check("alice"); !d.Allowed() {
 		t.Fatalf("fresh key not allowed: %+v", d)
 	}
@@ -25,7 +21,7 @@ func TestBackoffAndLock(t *testing.T) {
 		if d := tr.Check("alice"); d.Wait != want || d.Locked {
 			t.Fatalf("after failure %d: %+v, want a wait of %v", i+1, d, want)
 		}
-		c.advance(want)
+		c.Advance(want)
 		if d := tr.Check("alice"); !d.Allowed() {
 			t.Fatalf("after waiting %v: %+v", want, d)
 		}
@@ -39,7 +35,7 @@ func TestBackoffAndLock(t *testing.T) {
 	if tr.Fail("alice") {
 		t.Error("a failure while locked reported a new lock")
 	}
-	c.advance(15*time.Minute + time.Second)
+	c.Advance(15*time.Minute + time.Second)
 	if d := tr.Check("alice"); !d.Allowed() {
 		t.Fatalf("after the lock: %+v", d)
 	}
@@ -54,11 +50,11 @@ func TestBackoffAndLock(t *testing.T) {
 }
 
 func TestWindowForgets(t *testing.T) {
-	c := &clock{t: time.Unix(0, 0)}
-	tr := New(Policy{MaxFailures: 3, Window: time.Minute, LockFor: time.Hour}, 10, c.now)
+	c := testclock.New(time.Unix(0, 0))
+	tr := New(Policy{MaxFailures: 3, Window: time.Minute, LockFor: time.Hour}, 10, c.Now)
 	tr.Fail("k")
 	tr.Fail("k")
-	c.advance(2 * time.Minute)
+	c.Advance(2 * time.Minute)
 	if tr.Fail("k") {
 		t.Fatal("failures older than the window counted")
 	}
@@ -68,8 +64,8 @@ func TestWindowForgets(t *testing.T) {
 }
 
 func TestSucceedResets(t *testing.T) {
-	c := &clock{t: time.Unix(0, 0)}
-	tr := New(DefaultAccountPolicy(), 10, c.now)
+	c := testclock.New(time.Unix(0, 0))
+	tr := New(DefaultAccountPolicy(), 10, c.Now)
 	for range 4 {
 		tr.Fail("k")
 	}
@@ -83,8 +79,8 @@ func TestSucceedResets(t *testing.T) {
 }
 
 func TestBounded(t *testing.T) {
-	c := &clock{t: time.Unix(0, 0)}
-	tr := New(DefaultAddressPolicy(), 1000, c.now)
+	c := testclock.New(time.Unix(0, 0))
+	tr := New(DefaultAddressPolicy(), 1000, c.Now)
 	for i := range 100_000 {
 		tr.Fail(fmt.Sprintf("ip-%d", i))
 	}
@@ -93,10 +89,10 @@ func TestBounded(t *testing.T) {
 	}
 	// A locked key survives a flood of one-off keys better than they do:
 	// eviction prefers entries that stop restricting soonest.
-	tr2 := New(Policy{MaxFailures: 1, Window: time.Minute, LockFor: time.Hour}, 100, c.now)
+	tr2 := New(Policy{MaxFailures: 1, Window: time.Minute, LockFor: time.Hour}, 100, c.Now)
 	tr2.Fail("attacker")
 	for i := range 50 {
-		c.advance(time.Second)
+		c.Advance(time.Second)
 		tr2.Fail(fmt.Sprintf("other-%d", i))
 	}
 	if d := tr2.Check("attacker"); !d.Locked {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base32"
+	"github.com/moatgw/moat/internal/testclock"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -12,7 +13,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,30 +29,13 @@ import (
 
 const flowPassword = "correct horse battery staple"
 
-type flowClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *flowClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *flowClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // flow is a portal Handler on a TLS test server, backed by a real accounts
 // service on SQLite.
 type flow struct {
 	t     *testing.T
 	srv   *httptest.Server
 	svc   *accounts.Service
-	clock *flowClock
+	clock *testclock.Clock
 }
 
 func newFlow(t *testing.T) *flow {
@@ -79,8 +62,8 @@ func newFlow(t *testing.T) *flow {
 		t.Fatal(err)
 	}
 	st.SetCipher(ring)
-	c := &flowClock{t: time.Now().Truncate(time.Second)}
-	sessions, err := session.New(st.Sessions(), session.Options{Now: c.now, CacheTTL: -1})
+	c := testclock.New(time.Now().Truncate(time.Second))
+	sessions, err := session.New(st.Sessions(), session.Options{Now: c.Now, CacheTTL: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,9 +75,9 @@ func newFlow(t *testing.T) *flow {
 	policy := password.DefaultPolicy()
 	svc, err := accounts.New(ctx, accounts.Options{
 		Store: st, Hasher: hasher, Policy: policy, Sessions: sessions,
-		Accounts: lockout.New(lockout.DefaultAccountPolicy(), 1000, c.now),
-		Address:  lockout.New(lockout.DefaultAddressPolicy(), 1000, c.now),
-		Now:      c.now,
+		Accounts: lockout.New(lockout.DefaultAccountPolicy(), 1000, c.Now),
+		Address:  lockout.New(lockout.DefaultAddressPolicy(), 1000, c.Now),
+		Now:      c.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +292,7 @@ func TestHandlerLoginFailureSameAnswer(t *testing.T) {
 		return bytes.ReplaceAll(body, []byte(`value="`+user+`"`), []byte(`value="USER"`))
 	}
 	wrong := answer("alice", "not the password at all")
-	f.clock.advance(2 * time.Second)
+	f.clock.Advance(2 * time.Second)
 	unknown := answer("nobody", flowPassword)
 	if !bytes.Equal(wrong, unknown) {
 		t.Errorf("wrong password and unknown user answered differently:\n%s\n----\n%s", wrong, unknown)
@@ -397,14 +380,14 @@ func TestHandlerAdminTOTP(t *testing.T) {
 	secret := keyOf(t, page.body)
 	// A wrong code starts over with a new key.
 	wrong := url.Values{FieldCode: {"000000"}, FieldCSRF: {csrfOf(t, page.body)}}
-	if mfa.Code(secret, f.clock.now()) == "000000" {
+	if mfa.Code(secret, f.clock.Now()) == "000000" {
 		wrong.Set(FieldCode, "111111")
 	}
 	page = b.do(http.MethodPost, PathTOTP, wrong)
 	wantPage(t, "wrong enrollment code", page, http.StatusBadRequest, msgEnrollRetry)
 	secret = keyOf(t, page.body)
 	done := b.do(http.MethodPost, PathTOTP, url.Values{
-		FieldCode: {mfa.Code(secret, f.clock.now())}, FieldName: {"phone"}, FieldCSRF: {csrfOf(t, page.body)},
+		FieldCode: {mfa.Code(secret, f.clock.Now())}, FieldName: {"phone"}, FieldCSRF: {csrfOf(t, page.body)},
 	})
 	wantPage(t, "enrollment", done, http.StatusOK, "Save your recovery codes")
 	if !setsSession(done) {
@@ -422,18 +405,18 @@ func TestHandlerAdminTOTP(t *testing.T) {
 	b.logout()
 
 	// The next login asks for a code.
-	f.clock.advance(time.Minute)
+	f.clock.Advance(time.Minute)
 	wantRedirect(t, "second login", b.login("root", flowPassword, "/admin"), PathLoginTOTP+"?return_to=%2Fadmin")
 	wantRedirect(t, "account before the second factor", b.get(PathAccount), PathLoginTOTP+"?return_to=%2F.moat%2Faccount")
 	sf := PathLoginTOTP + "?return_to=%2Fadmin"
 	wantPage(t, "wrong code", b.post(sf, PathLoginTOTP, url.Values{FieldCode: {wrong.Get(FieldCode)}, FieldReturnTo: {"/admin"}}), http.StatusUnauthorized, msgCodeRejected)
-	f.clock.advance(2 * time.Second) // the failure's back-off
-	wantRedirect(t, "right code", b.post(sf, PathLoginTOTP, url.Values{FieldCode: {mfa.Code(secret, f.clock.now())}, FieldReturnTo: {"/admin"}}), "/admin")
+	f.clock.Advance(2 * time.Second) // the failure's back-off
+	wantRedirect(t, "right code", b.post(sf, PathLoginTOTP, url.Values{FieldCode: {mfa.Code(secret, f.clock.Now())}, FieldReturnTo: {"/admin"}}), "/admin")
 	wantPage(t, "account after the second factor", b.get(PathAccount), http.StatusOK, "<strong>root</strong>")
 	b.logout()
 
 	// A recovery code works once.
-	f.clock.advance(time.Minute)
+	f.clock.Advance(time.Minute)
 	recovery := func() reply {
 		t.Helper()
 		wantRedirect(t, "login", b.login("root", flowPassword, ""), PathLoginTOTP)
@@ -442,7 +425,7 @@ func TestHandlerAdminTOTP(t *testing.T) {
 	wantRedirect(t, "recovery code", recovery(), "/")
 	wantPage(t, "account after a recovery code", b.get(PathAccount), http.StatusOK, "9 codes left")
 	b.logout()
-	f.clock.advance(time.Minute)
+	f.clock.Advance(time.Minute)
 	wantPage(t, "recovery code again", recovery(), http.StatusUnauthorized, msgCodeRejected)
 	wantRedirect(t, "account with a pending login", b.get(PathAccount), PathLoginTOTP+"?return_to=%2F.moat%2Faccount")
 }
