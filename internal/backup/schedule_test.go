@@ -18,8 +18,6 @@ import (
 	"github.com/moatgw/moat/internal/store"
 )
 
-type fakeClock = testclock.Clock
-
 // backupFiles lists the scheduled backup files in dir, oldest first.
 func backupFiles(t *testing.T, dir string) []string {
 	t.Helper()
