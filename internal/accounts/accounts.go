@@ -16,12 +16,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/moatgw/moat/internal/event"
 	"github.com/moatgw/moat/internal/lockout"
+	"github.com/moatgw/moat/internal/passkey"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/session"
 	"github.com/moatgw/moat/internal/store"
@@ -74,6 +76,7 @@ type Options struct {
 	Hasher    *password.Hasher
 	Policy    password.Policy
 	Sessions  *session.Manager
+	Passkeys  *passkey.Service // nil turns passkeys off
 	Accounts  *lockout.Tracker // failures per account
 	Address   *lockout.Tracker // failures per client address
 	MFARoles  []string         // roles that must enroll a second factor; default [admin]
@@ -88,6 +91,7 @@ type Options struct {
 type Service struct {
 	o      Options
 	pepper []byte // for recovery code hashes, kept sealed in the store
+	users  userCache
 }
 
 var usernameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{0,63}$`)
@@ -187,3 +191,5 @@ func hashToken(tok string) string {
 	h := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(h[:])
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

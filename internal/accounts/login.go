@@ -239,7 +239,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 	if err != nil {
 		return nil, err
 	}
-	u, err := s.o.Store.Users().Get(ctx, sess.UserID)
+	u, err := s.cachedUser(ctx, sess.UserID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, session.ErrNoSession
 	}

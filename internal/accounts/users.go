@@ -35,7 +35,8 @@ func (s *Service) CreateUser(ctx context.Context, username, email, displayName s
 }
 
 // EnrollmentToken replaces any enrollment token of the user with a new one
-// (for a password reset), and revokes the user's sessions.
+// (for a password reset): it removes the password, so the old one stops
+// working at once, and revokes the user's sessions.
 func (s *Service) EnrollmentToken(ctx context.Context, username string) (string, error) {
 	u, err := s.user(ctx, username)
 	if err != nil {
@@ -43,6 +44,9 @@ func (s *Service) EnrollmentToken(ctx context.Context, username string) (string,
 	}
 	tok, err := s.issueEnrollment(ctx, u)
 	if err != nil {
+		return "", err
+	}
+	if err := s.deleteKinds(ctx, u.ID, KindPassword); err != nil {
 		return "", err
 	}
 	if _, err := s.o.Sessions.RevokeUser(ctx, u.ID); err != nil {
@@ -131,6 +135,7 @@ func (s *Service) SetStatus(ctx context.Context, username, status string) error 
 	if err := s.o.Store.Users().Update(ctx, u); err != nil {
 		return err
 	}
+	s.users.forget(u.ID)
 	if status == StatusDisabled {
 		if _, err := s.o.Sessions.RevokeUser(ctx, u.ID); err != nil {
 			return err

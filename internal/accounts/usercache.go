@@ -1,0 +1,63 @@
+package accounts
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/moatgw/moat/internal/store"
+)
+
+// userCacheTTL bounds how long Authenticate trusts a user record without
+// reading the store again. Disabling a user or resetting their factors
+// revokes their sessions, which reaches every instance on its own; the
+// cache only delays what else changes in a user record (roles, display
+// name) by at most this long on other instances.
+const userCacheTTL = 5 * time.Second
+
+// userCacheMax bounds the cache; when full it starts over.
+const userCacheMax = 10000
+
+// userCache keeps recently read user records so that checking a session on
+// every request does not read the store each time. It is safe for
+// concurrent use.
+type userCache struct {
+	mu sync.Mutex
+	m  map[string]cachedUser
+}
+
+type cachedUser struct {
+	u       store.User
+	fetched time.Time
+}
+
+// cachedUser returns a copy of user id, from the cache when fresh.
+func (s *Service) cachedUser(ctx context.Context, id string) (*store.User, error) {
+	now := s.o.Now()
+	c := &s.users
+	c.mu.Lock()
+	e, ok := c.m[id]
+	c.mu.Unlock()
+	if ok && now.Sub(e.fetched) < userCacheTTL && !now.Before(e.fetched) {
+		u := e.u
+		return &u, nil
+	}
+	u, err := s.o.Store.Users().Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= userCacheMax {
+		c.m = make(map[string]cachedUser)
+	}
+	c.m[id] = cachedUser{u: *u, fetched: now}
+	c.mu.Unlock()
+	return u, nil
+}
+
+// forget drops user id from the cache after this instance changed it.
+func (c *userCache) forget(id string) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
+}
