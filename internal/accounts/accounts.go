@@ -16,8 +16,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
