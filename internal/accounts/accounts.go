@@ -135,19 +135,9 @@ func New(ctx context.Context, o Options) (*Service, error) {
 const pepperName = "accounts.recovery-pepper"
 
 func (s *Service) loadPepper(ctx context.Context) ([]byte, error) {
-	sec, err := s.o.Store.Secrets().Get(ctx, pepperName)
-	if err == nil && len(sec.Value) >= 32 {
-		return sec.Value, nil
-	}
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("accounts: reading the recovery pepper: %w", err)
-	}
-	p := make([]byte, 32)
-	if _, err := rand.Read(p); err != nil {
-		return nil, err
-	}
-	if err := s.o.Store.Secrets().Put(ctx, &store.Secret{Name: pepperName, Value: p, UpdatedAt: s.o.Now()}); err != nil {
-		return nil, fmt.Errorf("accounts: storing the recovery pepper: %w", err)
+	p, err := s.o.Store.Secrets().GetOrCreate(ctx, pepperName, 32)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: the recovery pepper: %w", err)
 	}
 	return p, nil
 }

@@ -26,6 +26,8 @@ type Config struct {
 	Database Database `yaml:"database,omitempty" json:"database,omitempty"`
 	// Encryption of secrets at rest. Required: Moat refuses to start without a master key.
 	Keys Keys `yaml:"keys" json:"keys"`
+	// Local accounts, the login portal Moat serves under /.moat/ on every host, second factors and sessions.
+	Accounts Accounts `yaml:"accounts,omitempty" json:"accounts,omitempty"`
 	// Scheduled, encrypted, verified backups taken by moat serve. Absent: no scheduled backups.
 	Backup *Backup `yaml:"backup,omitempty" json:"backup,omitempty"`
 	// Routes map requests to upstreams. A request that matches none gets 404.
@@ -154,8 +156,10 @@ type Route struct {
 	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
 	// Path prefix, ending at a segment boundary: /api matches /api and /api/users, not /apis; /api/ is the same prefix as /api. Default "/". Must start with "/" and contain no "..", "//" or "%".
 	Path string `yaml:"path,omitempty" json:"path,omitempty"`
-	// Access policy: public (anyone) or deny (no one). Required: a route without a policy does not load.
+	// Access policy: public (anyone), authenticated (a signed-in user; browsers are sent to the login page, API clients get 401) or deny (no one). Required: a route without a policy does not load.
 	Policy string `yaml:"policy" json:"policy"`
+	// With policy authenticated: the user must have at least one of these roles, or gets 403. Empty: any signed-in user.
+	Roles []string `yaml:"roles,omitempty" json:"roles,omitempty"`
 	// Upstream base URLs (http or https), tried round-robin. Required unless the policy is deny. No credentials, query or fragment.
 	Upstreams []string `yaml:"upstreams,omitempty" json:"upstreams,omitempty"`
 	// Remove the route's path prefix before proxying.
@@ -229,4 +233,78 @@ type Backup struct {
 	Passphrase Secret `yaml:"passphrase,omitempty" json:"passphrase,omitempty"`
 	// age identity (AGE-SECRET-KEY-1...) used to verify each new backup, as a secret reference. Required with recipients.
 	Identity Secret `yaml:"identity,omitempty" json:"identity,omitempty"`
+}
+
+// Accounts configures local accounts and the login portal.
+type Accounts struct {
+	// Base URL users reach Moat at (https://host[:port]), for the links moat user prints and the passkey origin. Default: https:// with the first host of tls.acme.domains, tls.dev.hosts or the routes (else localhost), and the HTTPS listener's port unless it is 443.
+	PublicURL string `yaml:"public_url,omitempty" json:"public_url,omitempty"`
+	// Users with any of these roles must have a second factor (an authenticator app or a passkey) and enroll one at their first login before reaching anything else. Default [admin].
+	MFARoles []string `yaml:"mfa_roles,omitempty" json:"mfa_roles,omitempty"`
+	// How long an enrollment or password-reset link stays valid. Default 72h.
+	EnrollLinkTTL Duration `yaml:"enroll_link_ttl,omitempty" json:"enroll_link_ttl,omitempty"`
+	// Password rules and hashing cost.
+	Password Passwords `yaml:"password,omitempty" json:"password,omitempty"`
+	// Brute-force protection of logins, second factors and recovery codes.
+	Lockout Lockout `yaml:"lockout,omitempty" json:"lockout,omitempty"`
+	// Login sessions.
+	Sessions Sessions `yaml:"sessions,omitempty" json:"sessions,omitempty"`
+	// WebAuthn passkeys, as a second factor and for passwordless login.
+	Passkeys Passkeys `yaml:"passkeys,omitempty" json:"passkeys,omitempty"`
+}
+
+// Passwords sets the password policy (NIST SP 800-63B: length and a
+// breached-password list, no composition rules) and the argon2id cost.
+type Passwords struct {
+	// Fewest characters a password may have. Default 12; at least 8.
+	MinLength int `yaml:"min_length,omitempty" json:"min_length,omitempty"`
+	// Most characters a password may have. Default 128; at least 64 and at most 1024.
+	MaxLength int `yaml:"max_length,omitempty" json:"max_length,omitempty"`
+	// argon2id memory per hash. Default 19MiB (the OWASP minimum, which is also the floor).
+	Memory ByteSize `yaml:"memory,omitempty" json:"memory,omitempty"`
+	// argon2id passes over the memory. Default 2; at least 2.
+	Iterations int `yaml:"iterations,omitempty" json:"iterations,omitempty"`
+	// argon2id lanes. Default 1; at most 16.
+	Parallelism int `yaml:"parallelism,omitempty" json:"parallelism,omitempty"`
+	// Memory all password hashes computing at once may use; more logins wait. Default 256MiB; at least one hash's memory.
+	HashMemoryBudget ByteSize `yaml:"hash_memory_budget,omitempty" json:"hash_memory_budget,omitempty"`
+	// How long a login waits for room in the hashing budget before getting 503. Default 2s.
+	HashWait Duration `yaml:"hash_wait,omitempty" json:"hash_wait,omitempty"`
+}
+
+// Lockout sets the failure counters: each failure doubles the wait before
+// the next attempt, and too many in the window lock the key.
+type Lockout struct {
+	// Failures per account within window that lock it. Default 5.
+	MaxFailures int `yaml:"max_failures,omitempty" json:"max_failures,omitempty"`
+	// Failures per client address (IPv6 by /64) within window that lock it. Default 20.
+	AddressMaxFailures int `yaml:"address_max_failures,omitempty" json:"address_max_failures,omitempty"`
+	// Period over which failures are counted. Default 15m.
+	Window Duration `yaml:"window,omitempty" json:"window,omitempty"`
+	// How long a locked account or address stays locked. Default 15m.
+	LockFor Duration `yaml:"lock_for,omitempty" json:"lock_for,omitempty"`
+	// Wait after an account's first failure, doubling with each further one. Default 1s; 0 turns the back-off off.
+	BackOff Duration `yaml:"back_off,omitempty" json:"back_off,omitempty"`
+}
+
+// Sessions configures login sessions.
+type Sessions struct {
+	// A session unused for this long ends. Default 30m.
+	IdleTimeout Duration `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"`
+	// A session ends this long after its login, however active. Default 12h.
+	AbsoluteTimeout Duration `yaml:"absolute_timeout,omitempty" json:"absolute_timeout,omitempty"`
+	// Redis URL (redis:// or rediss://) to keep sessions in, shared by every instance, with revocations reaching all of them at once; a secret reference when it holds a password. Empty: sessions live in the database.
+	RedisURL string `yaml:"redis_url,omitempty" json:"redis_url,omitempty"`
+}
+
+// Passkeys configures WebAuthn.
+type Passkeys struct {
+	// Turn passkeys off. They are on by default.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// Relying party id: the domain passkeys are bound to (changing it makes registered passkeys unusable). Default: the host of public_url.
+	RPID string `yaml:"rp_id,omitempty" json:"rp_id,omitempty"`
+	// Origins (https://host[:port]) browsers may run the ceremony from; each host must be rp_id or below it. Default: the origin of public_url.
+	Origins []string `yaml:"origins,omitempty" json:"origins,omitempty"`
+	// Name authenticators show for the site. Default "Moat".
+	DisplayName string `yaml:"display_name,omitempty" json:"display_name,omitempty"`
 }

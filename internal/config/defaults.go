@@ -2,6 +2,9 @@ package config
 
 import (
 	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -10,8 +13,9 @@ import (
 
 // Access policies of a route.
 const (
-	PolicyPublic = "public" // anyone may use the route
-	PolicyDeny   = "deny"   // no one may use the route
+	PolicyPublic        = "public"        // anyone may use the route
+	PolicyAuthenticated = "authenticated" // a signed-in user may use the route
+	PolicyDeny          = "deny"          // no one may use the route
 )
 
 // ACME challenge types.
@@ -69,6 +73,8 @@ func (c *Config) ApplyDefaults() {
 	str(&c.Log.Level, LevelInfo)
 	boolean(&c.Log.Access, true)
 
+	c.accountDefaults()
+
 	if b := c.Backup; b != nil {
 		str(&b.Dir, filepath.Join(c.DataDir, "backups"))
 		num(c, &b.Interval, "backup.interval", Duration(24*time.Hour))
@@ -91,6 +97,70 @@ func (c *Config) ApplyDefaults() {
 			num(c, &h.Timeout, p+"health_check.timeout", Duration(2*time.Second))
 		}
 	}
+}
+
+func (c *Config) accountDefaults() {
+	a := &c.Accounts
+	str(&a.PublicURL, c.defaultPublicURL())
+	if a.MFARoles == nil {
+		a.MFARoles = []string{"admin"}
+	}
+	num(c, &a.EnrollLinkTTL, "accounts.enroll_link_ttl", Duration(72*time.Hour))
+	pw := &a.Password
+	num(c, &pw.MinLength, "accounts.password.min_length", 12)
+	num(c, &pw.MaxLength, "accounts.password.max_length", 128)
+	num(c, &pw.Memory, "accounts.password.memory", 19<<20)
+	num(c, &pw.Iterations, "accounts.password.iterations", 2)
+	num(c, &pw.Parallelism, "accounts.password.parallelism", 1)
+	num(c, &pw.HashMemoryBudget, "accounts.password.hash_memory_budget", 256<<20)
+	num(c, &pw.HashWait, "accounts.password.hash_wait", Duration(2*time.Second))
+	lo := &a.Lockout
+	num(c, &lo.MaxFailures, "accounts.lockout.max_failures", 5)
+	num(c, &lo.AddressMaxFailures, "accounts.lockout.address_max_failures", 20)
+	num(c, &lo.Window, "accounts.lockout.window", Duration(15*time.Minute))
+	num(c, &lo.LockFor, "accounts.lockout.lock_for", Duration(15*time.Minute))
+	num(c, &lo.BackOff, "accounts.lockout.back_off", Duration(time.Second))
+	se := &a.Sessions
+	num(c, &se.IdleTimeout, "accounts.sessions.idle_timeout", Duration(30*time.Minute))
+	num(c, &se.AbsoluteTimeout, "accounts.sessions.absolute_timeout", Duration(12*time.Hour))
+	pk := &a.Passkeys
+	str(&pk.DisplayName, "Moat")
+	if u, err := url.Parse(a.PublicURL); err == nil && u.Hostname() != "" {
+		str(&pk.RPID, strings.ToLower(u.Hostname()))
+		if len(pk.Origins) == 0 {
+			pk.Origins = []string{strings.ToLower(u.Scheme + "://" + u.Host)}
+		}
+	}
+}
+
+// defaultPublicURL guesses the address users reach Moat at from the
+// certificates' and routes' host names and the HTTPS listener's port.
+func (c *Config) defaultPublicURL() string {
+	host := "localhost"
+	var names []string
+	if c.TLS.ACME != nil {
+		names = append(names, c.TLS.ACME.Domains...)
+	}
+	if c.TLS.Dev != nil {
+		names = append(names, c.TLS.Dev.Hosts...)
+	}
+	for _, r := range c.Routes {
+		names = append(names, r.Hosts...)
+	}
+	for _, n := range names {
+		if n != "" && !strings.HasPrefix(n, "*") {
+			host = strings.ToLower(n)
+			break
+		}
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() {
+		host = "[" + host + "]"
+	}
+	_, port, err := net.SplitHostPort(c.Listen.HTTPS)
+	if err != nil || port == "443" || port == "" {
+		return "https://" + host
+	}
+	return "https://" + host + ":" + port
 }
 
 func str(s *string, def string) {

@@ -42,6 +42,7 @@ func (c *Config) Validate() error {
 	if c.Keys.MasterKey == "" {
 		v.add("keys.master_key", "required: Moat encrypts secrets at rest and refuses to start without a master key; make one with `umask 077 && moat keys generate > /etc/moat/master.key` and set master_key: file:/etc/moat/master.key")
 	}
+	v.accounts(c.Accounts)
 	if c.Backup != nil {
 		v.backup(*c.Backup)
 	}
@@ -313,9 +314,18 @@ func displayHost(h string) string {
 func (v *validator) route(p string, r Route) {
 	switch r.Policy {
 	case "":
-		v.add(p+".policy", `missing: every route must declare its access policy ("public" or "deny"); deny by default`)
+		v.add(p+".policy", `missing: every route must declare its access policy ("public", "authenticated" or "deny"); deny by default`)
 	default:
-		v.check(p+".policy", oneOf("policy", r.Policy, PolicyPublic, PolicyDeny))
+		v.check(p+".policy", oneOf("policy", r.Policy, PolicyPublic, PolicyAuthenticated, PolicyDeny))
+	}
+	if len(r.Roles) > 0 && r.Policy != PolicyAuthenticated {
+		v.add(p+".roles", "roles apply only to routes whose policy is authenticated")
+	}
+	for i, role := range r.Roles {
+		v.check(indexPath(p+".roles", i), checkRole(role))
+	}
+	if r.Path == "/.moat" || strings.HasPrefix(r.Path, "/.moat/") {
+		v.add(p+".path", "paths under /.moat/ are reserved for Moat's login portal")
 	}
 	if len(r.Upstreams) == 0 && r.Policy != PolicyDeny {
 		v.add(p+".upstreams", "at least one upstream URL is required unless the policy is deny")

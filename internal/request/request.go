@@ -4,13 +4,16 @@ package request
 
 import (
 	"context"
+
+	"github.com/moatgw/moat/internal/authn"
 	"net/netip"
 	"time"
 )
 
 // Info is established once per request by the first stage of the chain and
 // read by every later stage. Fields are set before the next stage runs and
-// not changed afterwards, except Route, set by the router.
+// not changed afterwards, except Route, set by the router, and Principal,
+// set by the authentication stage.
 type Info struct {
 	ID       string     // X-Request-Id, generated or accepted from a trusted proxy
 	Start    time.Time  // when Moat started handling the request
@@ -19,6 +22,10 @@ type Info struct {
 	Trusted  bool       // the peer is a trusted proxy
 	Scheme   string     // scheme the client used: "https" or "http"
 	Route    string     // name of the matched route, empty before routing
+
+	// Principal is who the request is made by, set by the authentication
+	// stage; nil for an anonymous request or before that stage.
+	Principal *authn.Principal
 }
 
 type ctxKey struct{}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 )
@@ -422,6 +423,27 @@ func testSecrets(t *testing.T, b backend) {
 	wantErr(t, "Get of a missing secret", err, ErrNotFound)
 	if err := ss.Put(ctx, &Secret{Value: []byte("x")}); err == nil {
 		t.Fatal("Put with no name succeeded")
+	}
+
+	// GetOrCreate: callers racing to create a secret all get the same one.
+	const racers = 8
+	vals := make([][]byte, racers)
+	errs := make([]error, racers)
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() { vals[i], errs[i] = ss.GetOrCreate(ctx, "portal.key", 32) })
+	}
+	wg.Wait()
+	for i := range racers {
+		if errs[i] != nil {
+			t.Fatalf("GetOrCreate %d: %v", i, errs[i])
+		}
+		if len(vals[i]) != 32 || !bytes.Equal(vals[i], vals[0]) {
+			t.Fatalf("GetOrCreate %d = %x, want the same 32 bytes as the first (%x)", i, vals[i], vals[0])
+		}
+	}
+	if again, err := ss.GetOrCreate(ctx, "webhook", 32); err != nil || string(again) != "n3w" {
+		t.Fatalf("GetOrCreate of an existing secret = %q, %v; want it unchanged", again, err)
 	}
 }
 

@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // signingKeyStore implements SigningKeys. Private is sealed; Public is not
@@ -84,7 +86,36 @@ type secretStore struct{ s *Store }
 const (
 	upsertSecret = `INSERT INTO secrets (name, value, value_kid, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET value = excluded.value, value_kid = excluded.value_kid, updated_at = excluded.updated_at`
 	selectSecret = `SELECT name, value, updated_at FROM secrets WHERE name = $1`
+	insertSecret = `INSERT INTO secrets (name, value, value_kid, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING`
 )
+
+// GetOrCreate returns the secret, first inserting size random bytes under
+// name unless a secret by that name already exists; the insert never
+// replaces one, so concurrent callers all read back the first.
+func (ss secretStore) GetOrCreate(ctx context.Context, name string, size int) ([]byte, error) {
+	sec, err := ss.Get(ctx, name)
+	if err == nil {
+		return sec.Value, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	v := make([]byte, size)
+	if _, err := rand.Read(v); err != nil {
+		return nil, err
+	}
+	val, kid, err := ss.s.sealField("secrets", "value", name, v)
+	if err != nil {
+		return nil, fmt.Errorf("storing secret: %w", err)
+	}
+	if _, err := ss.s.exec(ctx, insertSecret, name, val, kid, micros(time.Now())); err != nil {
+		return nil, fmt.Errorf("storing secret: %w", mapErr(err))
+	}
+	if sec, err = ss.Get(ctx, name); err != nil {
+		return nil, err
+	}
+	return sec.Value, nil
+}
 
 // Put creates or replaces the secret; a zero UpdatedAt is now.
 func (ss secretStore) Put(ctx context.Context, sec *Secret) error {

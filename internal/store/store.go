@@ -215,6 +215,10 @@ type SigningKeys interface {
 type Secrets interface {
 	Put(ctx context.Context, s *Secret) error
 	Get(ctx context.Context, name string) (*Secret, error)
+	// GetOrCreate returns the secret name, storing one of size random
+	// bytes first when there is none. Instances racing to create it all
+	// end up with the one that was stored first.
+	GetOrCreate(ctx context.Context, name string, size int) ([]byte, error)
 }
 
 type Audit interface {
