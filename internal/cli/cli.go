@@ -38,6 +38,7 @@ func commands() []command {
 		{"config", "check a config file (config check FILE)", runConfig},
 		{"db", "database migrations and least-privilege checks", runDB},
 		{"keys", "the key ring that encrypts secrets at rest", runKeys},
+		{"user", "local accounts: add, list, disable, reset, sessions", runUser},
 		{"backup", "encrypted backups: create, verify, restore", runBackup},
 		{"version", "print the version", runVersion},
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moatgw/moat/internal/accounts"
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/demoapp"
 	"github.com/moatgw/moat/internal/keyring"
@@ -89,7 +91,11 @@ By default everything listens on loopback only. Stop it with Ctrl-C.`, stdio)
 	fmt.Fprintf(stdio.Out, "Moat demo: generated config %s\n\n%s\n", path, yml)
 	load := func() (*config.Config, error) { return config.Load(path) }
 	return serveUntilSignal(cfg, l, load, func(srv *server.Server) {
-		fmt.Fprint(stdio.Out, demoNextSteps(srv, path))
+		links, err := demoUsers(srv, cfg)
+		if err != nil {
+			logger.Error("creating the demo users", "err", err)
+		}
+		fmt.Fprint(stdio.Out, demoNextSteps(srv, cfg, path, links))
 	})
 }
 
@@ -114,6 +120,10 @@ backup:
   interval: 1h
   retention: 3
   passphrase: file:%[3]s/backup-passphrase
+accounts:
+  # Links and passkeys use this address: open the demo at it.
+  public_url: %[4]q
+  mfa_roles: [admin]  # admins must enroll an authenticator app or a passkey
 headers:
   content_security_policy: "default-src 'self'; frame-ancestors 'none'"
 routes:
@@ -121,6 +131,18 @@ routes:
   - name: admin
     path: /admin
     policy: deny
+  # Signed-in users only: browsers go to the login page, API clients get 401.
+  # The application learns who it is from X-Moat-User and X-Moat-Roles.
+  - name: me
+    path: /me
+    policy: authenticated
+    upstreams: [%[2]q]
+  # Users with the admin role only; admins must use a second factor.
+  - name: ops
+    path: /ops
+    policy: authenticated
+    roles: [admin]
+    upstreams: [%[2]q]
   # The demo application: public, with upstream 5xx bodies masked and banners removed.
   - name: app
     path: /
@@ -128,12 +150,59 @@ routes:
     upstreams: [%[2]q]
     max_request_body: 1MiB
     timeout: 10s
-`, adminAddr, upstream, dataDir)
+`, adminAddr, upstream, dataDir, demoPublicURL(httpsAddr))
 	return b.String()
 }
 
-func demoNextSteps(srv *server.Server, cfgPath string) string {
-	gw := "https://" + srv.Addr("https").String()
+// demoPublicURL is https://localhost with the gateway's port: passkeys
+// need a host name, and the development certificate covers localhost.
+func demoPublicURL(httpsAddr string) string {
+	_, port, err := net.SplitHostPort(httpsAddr)
+	if err != nil || port == "0" {
+		port = "8443"
+	}
+	return "https://localhost:" + port
+}
+
+// demoUsers makes sure the demo has a normal user, alice, besides the
+// first admin, and returns a fresh enrollment link for each demo user who
+// has not chosen a password yet.
+func demoUsers(srv *server.Server, cfg *config.Config) (map[string]string, error) {
+	ctx := context.Background()
+	svc := srv.Accounts().Service
+	links := map[string]string{}
+	if l := srv.BootstrapLink(); l != "" {
+		links["admin"] = l
+	}
+	users, err := svc.Users(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range users {
+		if u.Username != "alice" {
+			continue
+		}
+		f, err := svc.Factors(ctx, u.ID)
+		if err != nil || f[accounts.KindPassword] > 0 {
+			return links, err
+		}
+		tok, err := svc.EnrollmentToken(ctx, "alice")
+		if err != nil {
+			return nil, err
+		}
+		links["alice"] = server.EnrollLink(cfg, tok)
+		return links, nil
+	}
+	_, tok, err := svc.CreateUser(ctx, "alice", "", "Alice", []string{"user"})
+	if err != nil {
+		return nil, err
+	}
+	links["alice"] = server.EnrollLink(cfg, tok)
+	return links, nil
+}
+
+func demoNextSteps(srv *server.Server, cfg *config.Config, cfgPath string, links map[string]string) string {
+	gw := strings.TrimSuffix(cfg.Accounts.PublicURL, "/")
 	ca := srv.DevCA()
 	curl := "curl --cacert " + ca
 	var b strings.Builder
@@ -154,13 +223,29 @@ Try:
       server-sent events stream through unbuffered
   curl -i --tlsv1.1 --tls-max 1.1 %s/
       old TLS versions are refused
-`, gw, srv.Addr("admin"), ca, curl, gw, curl, gw, curl, gw, curl, gw, gw)
+  %s -i %s/me
+      a route that needs a login: 401 problem+json for an API client;
+      a browser is sent to the login page and comes back after signing in
+`, gw, srv.Addr("admin"), ca, curl, gw, curl, gw, curl, gw, curl, gw, gw, curl, gw)
 	if a := srv.Addr("http"); a != nil {
 		fmt.Fprintf(&b, "  curl -i http://%s/\n      plain HTTP is redirected to HTTPS with 308\n", a)
 	}
 	if hint := srv.TrustHint(); hint != "" {
 		b.WriteString("\n" + hint)
 	}
+	b.WriteString("\nAccounts (the login portal is at " + gw + "/.moat/login):\n")
+	if l, ok := links["admin"]; ok {
+		fmt.Fprintf(&b, "  admin (role admin): choose a password, then enroll an authenticator app or a passkey:\n    %s\n", l)
+	}
+	if l, ok := links["alice"]; ok {
+		fmt.Fprintf(&b, "  alice (role user): choose a password:\n    %s\n", l)
+	}
+	if len(links) == 0 {
+		b.WriteString("  admin and alice have enrolled; sign in at " + gw + "/me\n")
+	}
+	fmt.Fprintf(&b, `  Then open %[1]s/me (any signed-in user) and %[1]s/ops/ (admins only: alice gets 403).
+  Manage users: moat user list --config %[2]s (add, disable, reset-password, reset-mfa, sessions, revoke-sessions)
+`, gw, cfgPath)
 	fmt.Fprintf(&b, `
 Durable state, encrypted at rest, with verified backups (in another terminal;
 from a checkout, moat is go run ./cmd/moat):

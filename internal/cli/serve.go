@@ -51,10 +51,12 @@ requests finish within limits.shutdown_timeout.`, stdio)
 // which log.level never filters (log.access turns the access log off).
 type logs struct {
 	own, access, security *slog.Logger
+	console               io.Writer // for what a person must read: the first admin's link
 }
 
 func newLogs(w io.Writer, format, level string) logs {
 	return logs{
+		console:  w,
 		own:      newLogger(w, format, level),
 		access:   newLogger(w, format, "info"),
 		security: newLogger(w, format, "info").With("component", "security"),
@@ -85,6 +87,11 @@ func serveUntilSignal(cfg *config.Config, l logs, load func() (*config.Config, e
 		logger.Error("cannot start", "err", err)
 		_ = srv.Shutdown(context.Background())
 		return ExitFailure
+	}
+	if link := srv.BootstrapLink(); link != "" {
+		logger.Warn("no user exists yet: created the user admin; open the one-time link printed below to choose its password")
+		fmt.Fprintf(l.console, "\n  First admin: open this one-time link to set the password of user \"admin\"\n  (it is valid for %s and a new one is printed at each start until then):\n\n    %s\n\n",
+			cfg.Accounts.EnrollLinkTTL, link)
 	}
 	if started != nil {
 		started(srv)

@@ -104,6 +104,8 @@ func (a *App) routes() []endpoint {
 		{method: "GET", path: "/events", summary: "Server-sent events: one tick a second, ten ticks.", link: true, handler: a.events},
 		{method: "GET", path: "/boom", summary: "Fails with a 500 and a stack trace, for Moat to mask.", link: true, handler: a.boom},
 		{method: "GET", path: "/admin/", summary: "An admin area that Moat's demo policy denies.", link: true, handler: a.admin},
+		{method: "GET", path: "/me", summary: "Who is signed in, as Moat tells the backend (X-Moat-User, X-Moat-Roles).", link: true, handler: a.me},
+		{method: "GET", path: "/ops/", summary: "An operations area for users with the admin role.", link: true, handler: a.ops},
 	}
 }
 

@@ -107,3 +107,35 @@ func (a *App) admin(w http.ResponseWriter, r *http.Request) {
 		"path", r.URL.Path, "request_id", r.Header.Get("X-Request-Id"))
 	a.render(w, r, http.StatusOK, "admin.html", struct{ Path string }{r.URL.Path})
 }
+
+// whoami is what the backend learns about the signed-in user: only what
+// Moat passes on in X-Moat-User and X-Moat-Roles.
+type whoami struct {
+	User  string   `json:"user"`
+	Roles []string `json:"roles"`
+	Note  string   `json:"note"`
+}
+
+// me answers with the identity Moat passed on. Behind a route whose policy
+// is authenticated, the headers come only from Moat: it removes any copy a
+// client sends.
+func (a *App) me(w http.ResponseWriter, r *http.Request) {
+	who := whoami{User: r.Header.Get("X-Moat-User"), Roles: []string{}}
+	if roles := r.Header.Get("X-Moat-Roles"); roles != "" {
+		who.Roles = strings.Split(roles, ",")
+	}
+	who.Note = "set by Moat from the signed-in session; the backend checks no password"
+	if who.User == "" {
+		who.Note = "no user: this request did not come through a Moat route that requires a login"
+	}
+	writeJSON(w, http.StatusOK, who)
+}
+
+// ops is an area Moat's demo opens only to users with the admin role.
+func (a *App) ops(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{
+		"area": "operations",
+		"user": r.Header.Get("X-Moat-User"),
+		"note": "only users with the admin role (and so a second factor) reach this",
+	})
+}

@@ -34,7 +34,12 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r = r.WithContext(request.With(r.Context(), info))
 
-	rt, _ := snap.routes.Match(r.Host, r.URL.Path)
+	var rt *compiledRoute
+	if isPortalPath(r.URL.Path) {
+		rt = snap.portal
+	} else {
+		rt, _ = snap.routes.Match(r.Host, r.URL.Path)
+	}
 	var rw *responseWriter
 	if rt != nil {
 		rw = newResponseWriter(w, rt.headers)
@@ -63,8 +68,12 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch rt.policy {
-	case policyPublic:
+	case policyPublic, policyPortal:
 		rt.handler.ServeHTTP(rw, r)
+	case policyAuthenticated:
+		if g.authenticate(rw, r, info, snap, rt) {
+			rt.handler.ServeHTTP(rw, r)
+		}
 	default:
 		g.refuse(rw, r, info, snap, "policy.deny", &problem.Error{Status: http.StatusForbidden})
 	}
@@ -123,7 +132,12 @@ func (g gateway) refuse(w http.ResponseWriter, r *http.Request, info *request.In
 	} else {
 		problem.Write(w, r, info.ID, e)
 	}
-	g.s.events.Record(r.Context(), event.Event{
+	g.s.recordDenied(r, info, rule)
+}
+
+// recordDenied records a request Moat turned away as a security event.
+func (s *Server) recordDenied(r *http.Request, info *request.Info, rule string) {
+	e := event.Event{
 		Time:      time.Now(),
 		Kind:      "request.denied",
 		Outcome:   event.Denied,
@@ -132,7 +146,11 @@ func (g gateway) refuse(w http.ResponseWriter, r *http.Request, info *request.In
 		RequestID: info.ID,
 		Rule:      rule,
 		Details:   map[string]string{"method": r.Method, "path": truncate(r.URL.Path, 256)},
-	})
+	}
+	if info.Principal != nil {
+		e.Principal = info.Principal.Name
+	}
+	s.events.Record(r.Context(), e)
 }
 
 // logAccess writes one access-log line. It logs no header, so credentials

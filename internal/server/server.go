@@ -47,6 +47,10 @@ type Server struct {
 	certs atomic.Pointer[tlsState]
 	state *State // the store and key ring
 
+	accounts  *Accounts
+	portal    http.Handler // the login portal under /.moat/
+	bootstrap string       // the first admin's enrollment link, if one was made at this start
+
 	mu       sync.Mutex // serialises Reload and Shutdown
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -104,9 +108,15 @@ func New(o Options) (*Server, error) {
 		snap.close()
 		return nil, err
 	}
+	if err := s.openAccounts(o.Config); err != nil {
+		snap.close()
+		_ = s.state.Close()
+		return nil, err
+	}
 	ts, err := newTLSState(s.ctx, o.Config, o.Logger)
 	if err != nil {
 		snap.close()
+		_ = s.accounts.Close()
 		_ = s.state.Close()
 		return nil, err
 	}
@@ -115,6 +125,31 @@ func New(o Options) (*Server, error) {
 	s.metrics.reloadTS.SetToCurrentTime()
 	return s, nil
 }
+
+// openAccounts opens the accounts capability and the portal on it, and
+// makes the first admin of an empty store.
+func (s *Server) openAccounts(cfg *config.Config) error {
+	var err error
+	if s.accounts, err = OpenAccounts(s.ctx, cfg, s.state, s.events, s.baseLogger); err != nil {
+		return fmt.Errorf("accounts: %w", err)
+	}
+	if s.portal, err = s.portalHandler(s.ctx, cfg); err != nil {
+		_ = s.accounts.Close()
+		return fmt.Errorf("login portal: %w", err)
+	}
+	if s.bootstrap, err = s.accounts.Bootstrap(s.ctx, cfg); err != nil {
+		_ = s.accounts.Close()
+		return err
+	}
+	return nil
+}
+
+// Accounts returns the accounts capability the server runs.
+func (s *Server) Accounts() *Accounts { return s.accounts }
+
+// BootstrapLink returns the one-time enrollment link of the first admin,
+// made because the store had no user, or "".
+func (s *Server) BootstrapLink() string { return s.bootstrap }
 
 // Start binds the listeners and starts serving in the background. Errors
 // binding a listener are returned; later serving errors end Wait.
@@ -356,8 +391,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 	oldLim, newLim := old.cfg.Limits, cfg.Limits
 	oldLim.ShutdownTimeout, newLim.ShutdownTimeout = 0, 0 // used as soon as it is loaded
 	if !reflect.DeepEqual(old.cfg.Listen, cfg.Listen) || oldLim != newLim || old.cfg.Log.Level != cfg.Log.Level ||
-		old.cfg.Database != cfg.Database || old.cfg.Keys != cfg.Keys || !reflect.DeepEqual(old.cfg.Backup, cfg.Backup) {
-		s.logger.Warn("listen, limits, log.level, database, keys or backup settings changed; they take effect at the next restart")
+		old.cfg.Database != cfg.Database || old.cfg.Keys != cfg.Keys || !reflect.DeepEqual(old.cfg.Backup, cfg.Backup) ||
+		!reflect.DeepEqual(old.cfg.Accounts, cfg.Accounts) {
+		s.logger.Warn("listen, limits, log.level, database, keys, accounts or backup settings changed; they take effect at the next restart")
 	}
 	if err := s.state.Ring.Reload(s.ctx); err != nil {
 		s.logger.Error("reloading the key ring", "err", err)
@@ -416,6 +452,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.wg.Wait()
 	s.snap.Load().close()
 	_ = s.certs.Load().m.Close()
+	if err := s.accounts.Close(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.state.Close(); err != nil {
 		errs = append(errs, err)
 	}

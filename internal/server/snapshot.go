@@ -26,13 +26,20 @@ type policy int
 const (
 	policyDeny policy = iota // the zero value denies
 	policyPublic
+	policyAuthenticated
+	policyPortal // Moat's own login portal
 )
+
+// portalRoute names the login portal in metrics, logs and events; route
+// names from the config cannot start with a dot.
+const portalRoute = ".moat"
 
 // compiledRoute is one route, ready to serve: everything the request path
 // needs is resolved here, once.
 type compiledRoute struct {
 	name    string
 	policy  policy
+	roles   []string // with policyAuthenticated: any of these, or any user when empty
 	headers *headers.Set
 	handler http.Handler // the proxy; nil for deny routes
 	proxy   *proxy.Proxy
@@ -49,6 +56,7 @@ type snapshot struct {
 	redirects  hostSet // hosts the plain-HTTP listener redirects
 	trusted    *clientip.Trusted
 	ownHeaders *headers.Set // for responses that match no route
+	portal     *compiledRoute
 	noRoute    *routeMetrics
 	accessLog  bool
 }
@@ -72,6 +80,7 @@ func (s *Server) compile(cfg *config.Config) (*snapshot, error) {
 		noRoute:    s.metrics.forRoute(""),
 		accessLog:  cfg.Log.AccessEnabled(),
 	}
+	snap.portal = &compiledRoute{name: portalRoute, policy: policyPortal, headers: own, handler: s.portal, metrics: s.metrics.forRoute(portalRoute)}
 	var specs, denySpecs []route.Spec[*compiledRoute]
 	var errs []error
 	for i := range cfg.Routes {
@@ -110,9 +119,12 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 	}
 	cr := &compiledRoute{name: rc.Name, headers: hs, metrics: s.metrics.forRoute(rc.Name)}
 	switch rc.Policy {
-	case "public":
+	case config.PolicyPublic:
 		cr.policy = policyPublic
-	case "deny":
+	case config.PolicyAuthenticated:
+		cr.policy = policyAuthenticated
+		cr.roles = rc.Roles
+	case config.PolicyDeny:
 		cr.policy = policyDeny
 		return cr, nil // a deny route never reaches an upstream
 	default:
@@ -141,6 +153,7 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 		Timeout:         rc.Timeout.D(),
 		MaskErrors:      rc.MasksErrors(),
 		ReservedHeaders: cfg.ReservedHeaders,
+		Decorate:        identityHeaders,
 		Logger:          s.logger.With("route", rc.Name),
 		Events:          s.events,
 	}

@@ -1,0 +1,235 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/moatgw/moat/internal/accounts"
+	"github.com/moatgw/moat/internal/config"
+	"github.com/moatgw/moat/internal/event"
+	"github.com/moatgw/moat/internal/lockout"
+	"github.com/moatgw/moat/internal/passkey"
+	"github.com/moatgw/moat/internal/password"
+	"github.com/moatgw/moat/internal/portal"
+	"github.com/moatgw/moat/internal/session"
+)
+
+// lockoutKeys bounds each failure tracker, so that a flood of distinct
+// user names or addresses cannot grow it without limit.
+const lockoutKeys = 100_000
+
+// Store secrets that instances share.
+const (
+	secretCSRFKey  = "portal.csrf-key"
+	secretFlashKey = "portal.flash-key"
+)
+
+// Accounts is the accounts capability, opened: the service and the session
+// manager and passkey service it runs on. The CLI opens it to manage users;
+// moat serve also builds the login portal on it.
+type Accounts struct {
+	Service  *accounts.Service
+	Sessions *session.Manager
+	Passkeys *passkey.Service // nil when passkeys are off
+	redis    *redis.Client
+}
+
+// Close stops the session manager and closes the Redis client.
+func (a *Accounts) Close() error {
+	err := a.Sessions.Close()
+	if a.redis != nil {
+		err = errors.Join(err, a.redis.Close())
+	}
+	return err
+}
+
+// OpenAccounts builds the accounts capability on an open state.
+func OpenAccounts(ctx context.Context, cfg *config.Config, st *State, events event.Recorder, logger *slog.Logger) (*Accounts, error) {
+	ac := cfg.Accounts
+	pw := ac.Password
+	params := password.DefaultParams()
+	params.Memory = uint32(pw.Memory / 1024)
+	params.Time = uint32(pw.Iterations)
+	params.Threads = uint8(pw.Parallelism)
+	hasher, err := password.NewHasher(params, int64(pw.HashMemoryBudget), pw.HashWait.D())
+	if err != nil {
+		return nil, err
+	}
+	a := &Accounts{}
+	var backend session.Backend = st.Store.Sessions()
+	if ac.Sessions.RedisURL != "" {
+		raw, err := config.ResolveSecret(ac.Sessions.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("accounts.sessions.redis_url: %w", err)
+		}
+		opts, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, errors.New("accounts.sessions.redis_url: not a valid Redis URL")
+		}
+		a.redis = redis.NewClient(opts)
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = a.redis.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			_ = a.redis.Close()
+			return nil, fmt.Errorf("accounts.sessions.redis_url: Redis does not answer: %w", err)
+		}
+		backend = session.NewRedis(a.redis, "moat:session:")
+	}
+	a.Sessions, err = session.New(backend, session.Options{
+		IdleTimeout:     ac.Sessions.IdleTimeout.D(),
+		AbsoluteTimeout: ac.Sessions.AbsoluteTimeout.D(),
+		Logger:          logger.With("component", "sessions"),
+	})
+	if err != nil {
+		_ = a.closeRedis()
+		return nil, err
+	}
+	if !ac.Passkeys.Disabled {
+		po := passkey.Options{
+			RPID:          ac.Passkeys.RPID,
+			RPOrigins:     ac.Passkeys.Origins,
+			RPDisplayName: ac.Passkeys.DisplayName,
+			Credentials:   st.Store.Credentials(),
+			Users:         st.Store.Users(),
+			Logger:        logger.With("component", "passkeys"),
+		}
+		if a.redis != nil {
+			po.Ceremonies = redisCeremonies{c: a.redis, prefix: "moat:webauthn:"}
+		}
+		if a.Passkeys, err = passkey.New(po); err != nil {
+			_ = a.Close()
+			return nil, fmt.Errorf("passkeys: %w", err)
+		}
+	}
+	lo := ac.Lockout
+	acctPolicy := lockout.Policy{MaxFailures: lo.MaxFailures, Window: lo.Window.D(), LockFor: lo.LockFor.D(), BaseDelay: lo.BackOff.D()}
+	addrPolicy := lockout.Policy{MaxFailures: lo.AddressMaxFailures, Window: lo.Window.D(), LockFor: lo.LockFor.D()}
+	a.Service, err = accounts.New(ctx, accounts.Options{
+		Store:     st.Store,
+		Hasher:    hasher,
+		Policy:    password.Policy{MinLength: pw.MinLength, MaxLength: pw.MaxLength},
+		Sessions:  a.Sessions,
+		Passkeys:  a.Passkeys,
+		Accounts:  lockout.New(acctPolicy, lockoutKeys, nil),
+		Address:   lockout.New(addrPolicy, lockoutKeys, nil),
+		MFARoles:  ac.MFARoles,
+		EnrollTTL: ac.EnrollLinkTTL.D(),
+		Events:    events,
+		Logger:    logger.With("component", "accounts"),
+	})
+	if err != nil {
+		_ = a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Accounts) closeRedis() error {
+	if a.redis == nil {
+		return nil
+	}
+	return a.redis.Close()
+}
+
+// EnrollLink is the address of the page where the holder of an enrollment
+// token sets their password.
+func EnrollLink(cfg *config.Config, token string) string {
+	return cfg.Accounts.PublicURL + portal.PathPassword + "?token=" + url.QueryEscape(token)
+}
+
+// Bootstrap makes sure a fresh installation can be taken over without a
+// default password: with no user at all it creates "admin" (role admin)
+// and returns a one-time enrollment link for it. While that admin has not
+// set a password yet, each start replaces the link with a new one. Once
+// anyone has enrolled it returns "".
+func (a *Accounts) Bootstrap(ctx context.Context, cfg *config.Config) (string, error) {
+	users, err := a.Service.Users(ctx)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case len(users) == 0:
+		_, tok, err := a.Service.CreateUser(ctx, "admin", "", "Administrator", []string{"admin"})
+		if err != nil {
+			return "", fmt.Errorf("creating the first admin: %w", err)
+		}
+		return EnrollLink(cfg, tok), nil
+	case len(users) == 1 && users[0].Username == "admin":
+		f, err := a.Service.Factors(ctx, users[0].ID)
+		if err != nil || f[accounts.KindPassword] > 0 || f[accounts.KindWebAuthn] > 0 {
+			return "", err
+		}
+		tok, err := a.Service.EnrollmentToken(ctx, "admin")
+		if err != nil {
+			return "", err
+		}
+		return EnrollLink(cfg, tok), nil
+	}
+	return "", nil
+}
+
+// portalHandler builds the login portal: its pages and forms, and its
+// static files.
+func (s *Server) portalHandler(ctx context.Context, cfg *config.Config) (http.Handler, error) {
+	secrets := s.state.Store.Secrets()
+	csrfKey, err := secrets.GetOrCreate(ctx, secretCSRFKey, 32)
+	if err != nil {
+		return nil, err
+	}
+	flashKey, err := secrets.GetOrCreate(ctx, secretFlashKey, 32)
+	if err != nil {
+		return nil, err
+	}
+	csrf, err := portal.NewCSRF(csrfKey)
+	if err != nil {
+		return nil, err
+	}
+	pages, err := portal.NewPages(s.baseLogger)
+	if err != nil {
+		return nil, err
+	}
+	h, err := portal.NewHandler(portal.HandlerOptions{
+		Accounts:          s.accounts.Service,
+		Sessions:          s.accounts.Sessions,
+		Pages:             pages,
+		CSRF:              csrf,
+		FlashKey:          flashKey,
+		PasswordPolicyMin: cfg.Accounts.Password.MinLength,
+		PasswordPolicyMax: cfg.Accounts.Password.MaxLength,
+		Logger:            s.baseLogger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(portal.StaticPrefix, portal.StaticHandler())
+	mux.Handle(portal.Prefix, h)
+	return mux, nil
+}
+
+// redisCeremonies keeps WebAuthn ceremonies in Redis, so that a ceremony
+// begun on one instance finishes on any other.
+type redisCeremonies struct {
+	c      *redis.Client
+	prefix string
+}
+
+func (r redisCeremonies) Put(ctx context.Context, id string, data []byte, expires time.Time) error {
+	return r.c.SetArgs(ctx, r.prefix+id, data, redis.SetArgs{Mode: "NX", ExpireAt: expires}).Err()
+}
+
+func (r redisCeremonies) Take(ctx context.Context, id string) ([]byte, error) {
+	b, err := r.c.GetDel(ctx, r.prefix+id).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, passkey.ErrNoCeremony
+	}
+	return b, err
+}
