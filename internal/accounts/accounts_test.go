@@ -51,7 +51,9 @@ type fixture struct {
 
 var client = netip.MustParseAddr("192.0.2.10")
 
-func newFixture(t *testing.T) *fixture {
+// newFixture builds a Service over a real SQLite store with an encrypting
+// key ring and a settable clock; opts change its Options before it is built.
+func newFixture(t *testing.T, opts ...func(*Options)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
@@ -80,12 +82,16 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	ev := &events{}
-	svc, err := New(ctx, Options{
+	o := Options{
 		Store: st, Hasher: hasher, Policy: password.DefaultPolicy(), Sessions: sessions,
 		Accounts: lockout.New(lockout.DefaultAccountPolicy(), 1000, c.Now),
 		Address:  lockout.New(lockout.DefaultAddressPolicy(), 1000, c.Now),
 		Events:   ev, Now: c.Now,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	svc, err := New(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func BenchmarkFinishLogin(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
 				opts, id := e.beginLogin(b, nil)
-				resp := a.get(opts)
+				resp := a.Get(opts)
 				b.StartTimer()
 				if _, _, _, err := e.svc.FinishLogin(ctx, id, resp); err != nil {
 					b.Fatal(err)

@@ -41,7 +41,7 @@ func TestCeremonyMapIsBounded(t *testing.T) {
 	full(t)
 
 	t.Run("a finished ceremony frees its place", func(t *testing.T) {
-		if _, _, _, err := e.svc.FinishLogin(ctx, ids[0], a.get(opts[0])); err != nil {
+		if _, _, _, err := e.svc.FinishLogin(ctx, ids[0], a.Get(opts[0])); err != nil {
 			t.Fatal(err)
 		}
 		e.beginLogin(t, nil)

@@ -14,7 +14,7 @@ func FuzzFinishLogin(f *testing.F) {
 	a := newAuthenticator(f)
 	e.register(f, e.alice, a, "")
 	opts, _ := e.beginLogin(f, nil)
-	f.Add(a.get(opts)) // valid, for a ceremony that will not be the one it is sent to
+	f.Add(a.Get(opts)) // valid, for a ceremony that will not be the one it is sent to
 	f.Add([]byte(`{"id":"AA","rawId":"AA","type":"public-key","response":{"clientDataJSON":"e30","authenticatorData":"","signature":"","userHandle":"YQ"}}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, resp []byte) {
@@ -36,7 +36,7 @@ func FuzzFinishRegistration(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(newAuthenticator(f).create(opts))
+	f.Add(newAuthenticator(f).Create(opts))
 	f.Add([]byte(`{"id":"AA","rawId":"AA","type":"public-key","response":{"clientDataJSON":"e30","attestationObject":"oA"}}`))
 	f.Fuzz(func(t *testing.T, resp []byte) {
 		_, id, err := e.svc.BeginRegistration(context.Background(), e.alice)

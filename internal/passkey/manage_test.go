@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moatgw/moat/internal/passkey/passkeytest"
 	"github.com/moatgw/moat/internal/store"
 )
 
@@ -56,12 +57,12 @@ func TestSeveralPasskeysRenameRemove(t *testing.T) {
 	}
 
 	t.Run("every passkey logs in", func(t *testing.T) {
-		for _, a := range []*authenticator{laptop, phone, key} {
+		for _, a := range []*passkeytest.Authenticator{laptop, phone, key} {
 			opts, id := e.beginLogin(t, e.alice)
 			if got := len(decodeOptions[requestOptions](t, opts).PublicKey.AllowCredentials); got != 3 {
 				t.Errorf("allowCredentials lists %d passkeys, want 3", got)
 			}
-			if _, _, _, err := e.svc.FinishLogin(ctx, id, a.get(opts)); err != nil {
+			if _, _, _, err := e.svc.FinishLogin(ctx, id, a.Get(opts)); err != nil {
 				t.Fatalf("FinishLogin: %v", err)
 			}
 		}
@@ -100,7 +101,7 @@ func TestSeveralPasskeysRenameRemove(t *testing.T) {
 		}
 		// Renaming keeps the credential record: it still logs in.
 		opts, id := e.beginLogin(t, e.alice)
-		if _, _, _, err := e.svc.FinishLogin(ctx, id, laptop.get(opts)); err != nil {
+		if _, _, _, err := e.svc.FinishLogin(ctx, id, laptop.Get(opts)); err != nil {
 			t.Fatalf("FinishLogin after rename: %v", err)
 		}
 	})
@@ -131,11 +132,11 @@ func TestSeveralPasskeysRenameRemove(t *testing.T) {
 			} else {
 				opts, id = e.beginLogin(t, nil)
 			}
-			_, _, _, err := e.svc.FinishLogin(ctx, id, phone.get(opts))
+			_, _, _, err := e.svc.FinishLogin(ctx, id, phone.Get(opts))
 			wantRefused(t, err, ErrUnknownPasskey)
 		}
 		opts, id := e.beginLogin(t, nil)
-		if uid, cid, _, err := e.svc.FinishLogin(ctx, id, key.get(opts)); err != nil || uid != e.alice.ID || cid != ck.ID {
+		if uid, cid, _, err := e.svc.FinishLogin(ctx, id, key.Get(opts)); err != nil || uid != e.alice.ID || cid != ck.ID {
 			t.Fatalf("FinishLogin with a kept passkey = %s, %s, %v", uid, cid, err)
 		}
 	})
@@ -159,7 +160,7 @@ func TestExcludeListAndDuplicates(t *testing.T) {
 		}
 		got = append(got, d.ID)
 	}
-	want := []string{b64.EncodeToString(one.credID), b64.EncodeToString(two.credID)}
+	want := []string{b64.EncodeToString(one.CredentialID()), b64.EncodeToString(two.CredentialID())}
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
@@ -168,7 +169,7 @@ func TestExcludeListAndDuplicates(t *testing.T) {
 
 	// An authenticator that ignores the exclude list and answers with a
 	// credential id already registered is refused, for the same user ...
-	_, err = e.svc.FinishRegistration(ctx, id, e.alice, "again", one.create(opts))
+	_, err = e.svc.FinishRegistration(ctx, id, e.alice, "again", one.Create(opts))
 	wantRefused(t, err, ErrAlreadyExists)
 
 	// ... and for another.
@@ -179,7 +180,7 @@ func TestExcludeListAndDuplicates(t *testing.T) {
 	if n := len(decodeOptions[creationOptions](t, bobOpts).PublicKey.ExcludeCredentials); n != 0 {
 		t.Errorf("bob's options exclude %d credentials, want none", n)
 	}
-	_, err = e.svc.FinishRegistration(ctx, bobID, e.bob, "stolen id", one.create(bobOpts))
+	_, err = e.svc.FinishRegistration(ctx, bobID, e.bob, "stolen id", one.Create(bobOpts))
 	wantRefused(t, err, ErrAlreadyExists)
 
 	if l, _ := e.svc.List(ctx, e.alice.ID); len(l) != 2 {
@@ -228,7 +229,7 @@ func TestOtherFactorsAreNotPasskeys(t *testing.T) {
 	if n := len(decodeOptions[requestOptions](t, opts).PublicKey.AllowCredentials); n != 1 {
 		t.Errorf("allowCredentials lists %d credentials, want the one passkey", n)
 	}
-	if _, _, _, err := e.svc.FinishLogin(ctx, id, a.get(opts)); err != nil {
+	if _, _, _, err := e.svc.FinishLogin(ctx, id, a.Get(opts)); err != nil {
 		t.Fatal(err)
 	}
 }

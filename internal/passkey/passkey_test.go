@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moatgw/moat/internal/passkey/passkeytest"
 	"github.com/moatgw/moat/internal/store"
 )
 
@@ -89,7 +90,7 @@ func TestRegisterThenSecondFactorLogin(t *testing.T) {
 		t.Errorf("excludeCredentials = %v for a user without passkeys", pk.ExcludeCredentials)
 	}
 
-	c, err := e.svc.FinishRegistration(ctx, id, e.alice, "  Laptop  ", a.create(opts))
+	c, err := e.svc.FinishRegistration(ctx, id, e.alice, "  Laptop  ", a.Create(opts))
 	if err != nil {
 		t.Fatalf("FinishRegistration: %v", err)
 	}
@@ -100,7 +101,7 @@ func TestRegisterThenSecondFactorLogin(t *testing.T) {
 		t.Errorf("created at %v, want %v", c.CreatedAt, e.clock.Now())
 	}
 	wc := e.stored(t, e.alice, c.ID)
-	if !bytes.Equal(wc.ID, a.credID) || len(wc.PublicKey) == 0 || !wc.Flags.UserVerified {
+	if !bytes.Equal(wc.ID, a.CredentialID()) || len(wc.PublicKey) == 0 || !wc.Flags.UserVerified {
 		t.Errorf("stored record: id %x public key %d bytes uv %v", wc.ID, len(wc.PublicKey), wc.Flags.UserVerified)
 	}
 
@@ -119,29 +120,29 @@ func TestRegisterThenSecondFactorLogin(t *testing.T) {
 		flags  byte
 		wantUV bool
 	}{
-		{"user verified", flagUP | flagUV, true},
-		{"user present only", flagUP, false},
+		{"user verified", passkeytest.FlagUP | passkeytest.FlagUV, true},
+		{"user present only", passkeytest.FlagUP, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e.clock.Advance(time.Minute)
 			opts, id := e.beginLogin(t, e.alice)
 			ro := decodeOptions[requestOptions](t, opts).PublicKey
-			if len(ro.AllowCredentials) != 1 || ro.AllowCredentials[0].ID != b64.EncodeToString(a.credID) {
+			if len(ro.AllowCredentials) != 1 || ro.AllowCredentials[0].ID != b64.EncodeToString(a.CredentialID()) {
 				t.Errorf("allowCredentials = %v, want alice's passkey", ro.AllowCredentials)
 			}
 			if ro.UserVerification != "preferred" || ro.RPID != testRPID {
 				t.Errorf("userVerification %q rpId %q, want preferred and %s", ro.UserVerification, ro.RPID, testRPID)
 			}
-			uid, cid, uv, err := e.svc.FinishLogin(ctx, id, a.get(opts, withFlags(tt.flags)))
+			uid, cid, uv, err := e.svc.FinishLogin(ctx, id, a.Get(opts, passkeytest.WithFlags(tt.flags)))
 			if err != nil {
 				t.Fatalf("FinishLogin: %v", err)
 			}
 			if uid != e.alice.ID || cid != c.ID || uv != tt.wantUV {
 				t.Errorf("FinishLogin = %s, %s, uv %v; want %s, %s, uv %v", uid, cid, uv, e.alice.ID, c.ID, tt.wantUV)
 			}
-			if got := e.stored(t, e.alice, c.ID).Authenticator.SignCount; got != a.signCount {
-				t.Errorf("stored sign count %d, want %d", got, a.signCount)
+			if got := e.stored(t, e.alice, c.ID).Authenticator.SignCount; got != a.SignCount() {
+				t.Errorf("stored sign count %d, want %d", got, a.SignCount())
 			}
 			list, err := e.svc.List(ctx, e.alice.ID)
 			if err != nil {
@@ -163,7 +164,7 @@ func TestDiscoverableLogin(t *testing.T) {
 
 	for _, tc := range []struct {
 		name     string
-		a        *authenticator
+		a        *passkeytest.Authenticator
 		wantUser *store.User
 		wantCred string
 	}{
@@ -176,7 +177,7 @@ func TestDiscoverableLogin(t *testing.T) {
 			if len(ro.AllowCredentials) != 0 || ro.UserVerification != "required" {
 				t.Errorf("allowCredentials %v userVerification %q; want none and required", ro.AllowCredentials, ro.UserVerification)
 			}
-			uid, cid, uv, err := e.svc.FinishLogin(ctx, id, tc.a.get(opts))
+			uid, cid, uv, err := e.svc.FinishLogin(ctx, id, tc.a.Get(opts))
 			if err != nil {
 				t.Fatalf("FinishLogin: %v", err)
 			}
@@ -188,21 +189,21 @@ func TestDiscoverableLogin(t *testing.T) {
 
 	refusals := []struct {
 		name   string
-		a      *authenticator
-		tweaks []tweak
+		a      *passkeytest.Authenticator
+		tweaks []passkeytest.Tweak
 		want   error
 	}{
-		{"user not verified", alice, []tweak{withFlags(flagUP)}, ErrVerification},
-		{"no user handle", alice, []tweak{withUserHandle(nil)}, ErrUnknownPasskey},
-		{"unknown user handle", alice, []tweak{withUserHandle([]byte("no-such-user"))}, ErrUnknownPasskey},
-		{"over-long user handle", alice, []tweak{withUserHandle(bytes.Repeat([]byte("a"), 65))}, ErrUnknownPasskey},
-		{"another user's handle", alice, []tweak{withUserHandle([]byte(e.bob.ID))}, ErrUnknownPasskey},
-		{"unregistered passkey", newAuthenticator(t), []tweak{withUserHandle([]byte(e.alice.ID))}, ErrUnknownPasskey},
+		{"user not verified", alice, []passkeytest.Tweak{passkeytest.WithFlags(passkeytest.FlagUP)}, ErrVerification},
+		{"no user handle", alice, []passkeytest.Tweak{passkeytest.WithUserHandle(nil)}, ErrUnknownPasskey},
+		{"unknown user handle", alice, []passkeytest.Tweak{passkeytest.WithUserHandle([]byte("no-such-user"))}, ErrUnknownPasskey},
+		{"over-long user handle", alice, []passkeytest.Tweak{passkeytest.WithUserHandle(bytes.Repeat([]byte("a"), 65))}, ErrUnknownPasskey},
+		{"another user's handle", alice, []passkeytest.Tweak{passkeytest.WithUserHandle([]byte(e.bob.ID))}, ErrUnknownPasskey},
+		{"unregistered passkey", newAuthenticator(t), []passkeytest.Tweak{passkeytest.WithUserHandle([]byte(e.alice.ID))}, ErrUnknownPasskey},
 	}
 	for _, tc := range refusals {
 		t.Run(tc.name, func(t *testing.T) {
 			opts, id := e.beginLogin(t, nil)
-			uid, _, _, err := e.svc.FinishLogin(ctx, id, tc.a.get(opts, tc.tweaks...))
+			uid, _, _, err := e.svc.FinishLogin(ctx, id, tc.a.Get(opts, tc.tweaks...))
 			wantRefused(t, err, tc.want)
 			if uid != "" {
 				t.Errorf("refused login named user %q", uid)
@@ -220,7 +221,7 @@ func TestSecondFactorCeremonyIsBoundToItsUser(t *testing.T) {
 	// A ceremony begun for alice (after her password) cannot be finished
 	// with bob's passkey, even one that claims no user handle.
 	opts, id := e.beginLogin(t, e.alice)
-	_, _, _, err := e.svc.FinishLogin(context.Background(), id, bob.get(opts, withUserHandle(nil)))
+	_, _, _, err := e.svc.FinishLogin(context.Background(), id, bob.Get(opts, passkeytest.WithUserHandle(nil)))
 	wantRefused(t, err, ErrUnknownPasskey)
 
 	_, _, err = e.svc.BeginLogin(context.Background(), mustUser(t, e.st, "carol", ""))
@@ -237,7 +238,7 @@ func TestInactiveUserRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts, id := e.beginLogin(t, nil)
-	_, _, _, err := e.svc.FinishLogin(ctx, id, a.get(opts))
+	_, _, _, err := e.svc.FinishLogin(ctx, id, a.Get(opts))
 	wantRefused(t, err, ErrUserInactive)
 }
 
@@ -262,7 +263,7 @@ func TestSignCountGoingBackwardsRefused(t *testing.T) {
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			opts, id := e.beginLogin(t, e.alice)
-			_, _, _, err := e.svc.FinishLogin(ctx, id, a.get(opts, withSignCount(s.count)))
+			_, _, _, err := e.svc.FinishLogin(ctx, id, a.Get(opts, passkeytest.WithSignCount(s.count)))
 			if s.want == nil && err != nil {
 				t.Fatalf("FinishLogin: %v", err)
 			}
@@ -277,13 +278,12 @@ func TestSignCountGoingBackwardsRefused(t *testing.T) {
 
 	t.Run("count carried from registration", func(t *testing.T) {
 		r := newAuthenticator(t)
-		r.signCount = 50
-		c := e.register(t, e.bob, r, "used before")
+		c := e.register(t, e.bob, r, "used before", passkeytest.WithSignCount(50))
 		if c.Counter != 50 {
 			t.Errorf("registered with counter %d, want 50", c.Counter)
 		}
 		opts, id := e.beginLogin(t, nil)
-		_, _, _, err := e.svc.FinishLogin(ctx, id, r.get(opts, withSignCount(49)))
+		_, _, _, err := e.svc.FinishLogin(ctx, id, r.Get(opts, passkeytest.WithSignCount(49)))
 		wantRefused(t, err, ErrCloneWarning)
 		if err := e.svc.Remove(ctx, e.bob.ID, c.ID); err != nil {
 			t.Fatal(err)
@@ -294,16 +294,15 @@ func TestSignCountGoingBackwardsRefused(t *testing.T) {
 	// is backed up only after registration.
 	t.Run("counter always zero", func(t *testing.T) {
 		z := newAuthenticator(t)
-		z.flags = flagBE
-		e.register(t, e.bob, z, "synced")
+		e.register(t, e.bob, z, "synced", passkeytest.WithFlags(passkeytest.FlagUP|passkeytest.FlagUV|passkeytest.FlagBE))
 		if l, _ := e.svc.List(ctx, e.bob.ID); len(l) != 1 || !l[0].BackupEligible || l[0].BackedUp {
 			t.Fatalf("List = %+v, want one passkey eligible for backup, not backed up", l)
 		}
-		z.flags = flagBE | flagBS
+		backedUp := passkeytest.WithFlags(passkeytest.FlagUP | passkeytest.FlagUV | passkeytest.FlagBE | passkeytest.FlagBS)
 		for range 3 {
 			e.clock.Advance(time.Minute)
 			opts, id := e.beginLogin(t, nil)
-			if _, _, _, err := e.svc.FinishLogin(ctx, id, z.get(opts, withSignCount(0))); err != nil {
+			if _, _, _, err := e.svc.FinishLogin(ctx, id, z.Get(opts, backedUp, passkeytest.WithSignCount(0))); err != nil {
 				t.Fatalf("FinishLogin with a zero counter: %v", err)
 			}
 			if l, _ := e.svc.List(ctx, e.bob.ID); len(l) != 1 || !l[0].LastUsedAt.Equal(e.clock.Now()) {
@@ -327,7 +326,7 @@ func TestReplayedCeremonyRefused(t *testing.T) {
 	e.register(t, e.alice, a, "")
 
 	opts, id := e.beginLogin(t, nil)
-	resp := a.get(opts)
+	resp := a.Get(opts)
 	if _, _, _, err := e.svc.FinishLogin(ctx, id, resp); err != nil {
 		t.Fatalf("first FinishLogin: %v", err)
 	}
@@ -343,9 +342,9 @@ func TestReplayedCeremonyRefused(t *testing.T) {
 	})
 	t.Run("a failed attempt uses the ceremony up", func(t *testing.T) {
 		opts, id := e.beginLogin(t, nil)
-		_, _, _, err := e.svc.FinishLogin(ctx, id, a.get(opts, withOrigin("https://evil.example")))
+		_, _, _, err := e.svc.FinishLogin(ctx, id, a.Get(opts, passkeytest.WithOrigin("https://evil.example")))
 		wantRefused(t, err, ErrVerification)
-		_, _, _, err = e.svc.FinishLogin(ctx, id, a.get(opts))
+		_, _, _, err = e.svc.FinishLogin(ctx, id, a.Get(opts))
 		wantRefused(t, err, ErrNoCeremony)
 	})
 	t.Run("registration ceremony id", func(t *testing.T) {
@@ -383,7 +382,7 @@ func TestExpiredCeremonyRefused(t *testing.T) {
 		t.Run("login "+tt.name, func(t *testing.T) {
 			opts, id := e.beginLogin(t, e.alice)
 			e.clock.Advance(tt.after)
-			_, _, _, err := e.svc.FinishLogin(ctx, id, a.get(opts))
+			_, _, _, err := e.svc.FinishLogin(ctx, id, a.Get(opts))
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("FinishLogin: %v", err)
@@ -398,7 +397,7 @@ func TestExpiredCeremonyRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.clock.Advance(tt.after)
-			_, err = e.svc.FinishRegistration(ctx, id, e.bob, "", newAuthenticator(t).create(opts))
+			_, err = e.svc.FinishRegistration(ctx, id, e.bob, "", newAuthenticator(t).Create(opts))
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("FinishRegistration: %v", err)
@@ -422,7 +421,7 @@ func TestConcurrentLoginsKeepTheHighestSignCount(t *testing.T) {
 	for i := range n {
 		var opts []byte
 		opts, ids[i] = e.beginLogin(t, nil)
-		resps[i] = a.get(opts, withSignCount(uint32(i+1)))
+		resps[i] = a.Get(opts, passkeytest.WithSignCount(uint32(i+1)))
 	}
 	var (
 		wg      sync.WaitGroup
@@ -473,7 +472,7 @@ func TestClonedAuthenticatorRacingOnTwoInstances(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r1, r2 := a.get(opts1, withSignCount(count)), a.get(opts2, withSignCount(count))
+		r1, r2 := a.Get(opts1, passkeytest.WithSignCount(count)), a.Get(opts2, passkeytest.WithSignCount(count))
 		creds.beforeList = barrier(2) // both read the count before either writes it
 		errs := make([]error, 2)
 		var wg sync.WaitGroup

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/go-webauthn/webauthn/protocol"
+
+	"github.com/moatgw/moat/internal/passkey/passkeytest"
 )
 
 // libraryDetail is the WebAuthn library's account of a failed check.
@@ -34,19 +36,19 @@ func TestLoginRefusals(t *testing.T) {
 	tests := []struct {
 		name       string
 		secondStep bool // a second-factor ceremony rather than a passwordless one
-		tweaks     []tweak
+		tweaks     []passkeytest.Tweak
 		detail     string // in the library's account of the failure
 	}{
-		{"wrong origin", false, []tweak{withOrigin("https://evil.example")}, "origin"},
-		{"origin on another port", true, []tweak{withOrigin("https://localhost:9443")}, "origin"},
-		{"plain http origin", true, []tweak{withOrigin("http://localhost:8443")}, "origin"},
-		{"wrong RP ID hash", false, []tweak{withRPID("evil.example")}, "RP Hash mismatch"},
-		{"RP ID hash of another host", true, []tweak{withRPID("127.0.0.1")}, "RP Hash mismatch"},
-		{"bad signature", false, []tweak{withSigner(other)}, "invalid_signature"},
-		{"bad signature, second factor", true, []tweak{withSigner(other)}, "invalid_signature"},
-		{"wrong challenge", false, []tweak{withChallenge(b64.EncodeToString(make([]byte, 32)))}, "challenge"},
-		{"registration client data", true, []tweak{withType("webauthn.create")}, "ceremony type"},
-		{"user not present", true, []tweak{withFlags(flagUV)}, "presence"},
+		{"wrong origin", false, []passkeytest.Tweak{passkeytest.WithOrigin("https://evil.example")}, "origin"},
+		{"origin on another port", true, []passkeytest.Tweak{passkeytest.WithOrigin("https://localhost:9443")}, "origin"},
+		{"plain http origin", true, []passkeytest.Tweak{passkeytest.WithOrigin("http://localhost:8443")}, "origin"},
+		{"wrong RP ID hash", false, []passkeytest.Tweak{passkeytest.WithRPID("evil.example")}, "RP Hash mismatch"},
+		{"RP ID hash of another host", true, []passkeytest.Tweak{passkeytest.WithRPID("127.0.0.1")}, "RP Hash mismatch"},
+		{"bad signature", false, []passkeytest.Tweak{passkeytest.WithSigner(other)}, "invalid_signature"},
+		{"bad signature, second factor", true, []passkeytest.Tweak{passkeytest.WithSigner(other)}, "invalid_signature"},
+		{"wrong challenge", false, []passkeytest.Tweak{passkeytest.WithChallenge(b64.EncodeToString(make([]byte, 32)))}, "challenge"},
+		{"registration client data", true, []passkeytest.Tweak{passkeytest.WithType("webauthn.create")}, "ceremony type"},
+		{"user not present", true, []passkeytest.Tweak{passkeytest.WithFlags(passkeytest.FlagUV)}, "presence"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,7 +60,7 @@ func TestLoginRefusals(t *testing.T) {
 			} else {
 				opts, id = e.beginLogin(t, nil)
 			}
-			uid, cid, _, err := e.svc.FinishLogin(ctx, id, a.get(opts, tt.tweaks...))
+			uid, cid, _, err := e.svc.FinishLogin(ctx, id, a.Get(opts, tt.tweaks...))
 			wantRefused(t, err, ErrVerification)
 			if uid != "" || cid != "" {
 				t.Errorf("refused login returned user %q passkey %q", uid, cid)
@@ -91,7 +93,7 @@ func TestLoginRefusals(t *testing.T) {
 	t.Run("over-long response", func(t *testing.T) {
 		// A good answer padded with white space, still valid JSON.
 		opts, id := e.beginLogin(t, nil)
-		resp := a.get(opts)
+		resp := a.Get(opts)
 		resp = append(resp, bytes.Repeat([]byte(" "), MaxResponseBytes+1-len(resp))...)
 		_, _, _, err := e.svc.FinishLogin(ctx, id, resp)
 		wantRefused(t, err, ErrBadResponse)
@@ -99,7 +101,7 @@ func TestLoginRefusals(t *testing.T) {
 
 	t.Run("a good login still works", func(t *testing.T) {
 		opts, id := e.beginLogin(t, nil)
-		if uid, _, _, err := e.svc.FinishLogin(ctx, id, a.get(opts)); err != nil || uid != e.alice.ID {
+		if uid, _, _, err := e.svc.FinishLogin(ctx, id, a.Get(opts)); err != nil || uid != e.alice.ID {
 			t.Fatalf("FinishLogin = %q, %v; want alice", uid, err)
 		}
 	})
@@ -116,27 +118,27 @@ func TestRegistrationRefusals(t *testing.T) {
 		detail string
 	}{
 		{"another user's ceremony", func(t *testing.T, opts []byte, id string) error {
-			_, err := e.svc.FinishRegistration(ctx, id, e.bob, "", newAuthenticator(t).create(opts))
+			_, err := e.svc.FinishRegistration(ctx, id, e.bob, "", newAuthenticator(t).Create(opts))
 			return err
 		}, ErrCeremonyMismatch, ""},
 		{"wrong origin", func(t *testing.T, opts []byte, id string) error {
-			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "", newAuthenticator(t).create(opts, withOrigin("https://evil.example")))
+			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "", newAuthenticator(t).Create(opts, passkeytest.WithOrigin("https://evil.example")))
 			return err
 		}, ErrVerification, "origin"},
 		{"wrong RP ID hash", func(t *testing.T, opts []byte, id string) error {
-			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "", newAuthenticator(t).create(opts, withRPID("evil.example")))
+			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "", newAuthenticator(t).Create(opts, passkeytest.WithRPID("evil.example")))
 			return err
 		}, ErrVerification, "RP Hash mismatch"},
 		{"wrong challenge", func(t *testing.T, opts []byte, id string) error {
-			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "", newAuthenticator(t).create(opts, withChallenge(b64.EncodeToString(make([]byte, 32)))))
+			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "", newAuthenticator(t).Create(opts, passkeytest.WithChallenge(b64.EncodeToString(make([]byte, 32)))))
 			return err
 		}, ErrVerification, "challenge"},
 		{"login client data", func(t *testing.T, opts []byte, id string) error {
-			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "", newAuthenticator(t).create(opts, withType("webauthn.get")))
+			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "", newAuthenticator(t).Create(opts, passkeytest.WithType("webauthn.get")))
 			return err
 		}, ErrVerification, "ceremony type"},
 		{"user not present", func(t *testing.T, opts []byte, id string) error {
-			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "", newAuthenticator(t).create(opts, withFlags(flagUV)))
+			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "", newAuthenticator(t).Create(opts, passkeytest.WithFlags(passkeytest.FlagUV)))
 			return err
 		}, ErrVerification, ""},
 		{"malformed response", func(t *testing.T, opts []byte, id string) error {
@@ -144,13 +146,13 @@ func TestRegistrationRefusals(t *testing.T) {
 			return err
 		}, ErrBadResponse, ""},
 		{"over-long response", func(t *testing.T, opts []byte, id string) error {
-			resp := newAuthenticator(t).create(opts)
+			resp := newAuthenticator(t).Create(opts)
 			resp = append(resp, bytes.Repeat([]byte("\n"), MaxResponseBytes+1-len(resp))...)
 			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "", resp)
 			return err
 		}, ErrBadResponse, ""},
 		{"bad name", func(t *testing.T, opts []byte, id string) error {
-			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "tab\there", newAuthenticator(t).create(opts))
+			_, err := e.svc.FinishRegistration(ctx, id, e.alice, "tab\there", newAuthenticator(t).Create(opts))
 			return err
 		}, ErrBadName, ""},
 	}
@@ -179,7 +181,7 @@ func TestRegistrationRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = e.svc.FinishRegistration(ctx, id, e.bob, "", newAuthenticator(t).create(regOpts))
+		_, err = e.svc.FinishRegistration(ctx, id, e.bob, "", newAuthenticator(t).Create(regOpts))
 		wantRefused(t, err, ErrCeremonyMismatch)
 	})
 
@@ -190,7 +192,7 @@ func TestRegistrationRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.register(t, e.alice, newAuthenticator(t), "two") // in parallel with the ceremony above
-		_, err = e.svc.FinishRegistration(ctx, id, e.alice, "three", newAuthenticator(t).create(opts))
+		_, err = e.svc.FinishRegistration(ctx, id, e.alice, "three", newAuthenticator(t).Create(opts))
 		wantRefused(t, err, ErrTooManyPasskeys)
 		_, _, err = e.svc.BeginRegistration(ctx, e.alice)
 		wantRefused(t, err, ErrTooManyPasskeys)
@@ -209,7 +211,7 @@ func TestStoreFailuresFailClosed(t *testing.T) {
 		opts, id := e.beginLogin(t, nil)
 		creds.failWrite = broken
 		defer func() { creds.failWrite = nil }()
-		uid, _, _, err := e.svc.FinishLogin(ctx, id, a.get(opts))
+		uid, _, _, err := e.svc.FinishLogin(ctx, id, a.Get(opts))
 		if uid != "" || !errors.Is(err, broken) || errors.Is(err, ErrRefused) || Reason(err) != "error" {
 			t.Fatalf("FinishLogin = %q, %v; want no user and the store's error, not a refusal", uid, err)
 		}
@@ -218,7 +220,7 @@ func TestStoreFailuresFailClosed(t *testing.T) {
 		opts, id := e.beginLogin(t, nil)
 		creds.failList = broken
 		defer func() { creds.failList = nil }()
-		uid, _, _, err := e.svc.FinishLogin(ctx, id, a.get(opts))
+		uid, _, _, err := e.svc.FinishLogin(ctx, id, a.Get(opts))
 		if uid != "" || !errors.Is(err, broken) || errors.Is(err, ErrRefused) {
 			t.Fatalf("FinishLogin = %q, %v; want no user and the store's error", uid, err)
 		}
@@ -230,7 +232,7 @@ func TestStoreFailuresFailClosed(t *testing.T) {
 		}
 		creds.failWrite = broken
 		defer func() { creds.failWrite = nil }()
-		c, err := e.svc.FinishRegistration(ctx, id, e.bob, "", newAuthenticator(t).create(opts))
+		c, err := e.svc.FinishRegistration(ctx, id, e.bob, "", newAuthenticator(t).Create(opts))
 		if c != nil || !errors.Is(err, broken) {
 			t.Fatalf("FinishRegistration = %v, %v; want the store's error", c, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"github.com/moatgw/moat/internal/passkey/passkeytest"
 	"github.com/moatgw/moat/internal/testclock"
 	"log/slog"
 	"slices"
@@ -104,16 +105,22 @@ func mustUser(t testing.TB, st *store.Store, name, display string) *store.User {
 	return u
 }
 
-// register runs a registration ceremony for u with a and fails the test if
-// it does not succeed.
-func (e *env) register(t testing.TB, u *store.User, a *authenticator, name string) *store.Credential {
+// newAuthenticator returns a software passkey for the test relying party.
+func newAuthenticator(t testing.TB) *passkeytest.Authenticator {
+	t.Helper()
+	return passkeytest.New(t, testRPID, testOrigin)
+}
+
+// register runs a registration ceremony for u with a, its answer bent by
+// tweaks, and fails the test if it does not succeed.
+func (e *env) register(t testing.TB, u *store.User, a *passkeytest.Authenticator, name string, tweaks ...passkeytest.Tweak) *store.Credential {
 	t.Helper()
 	ctx := context.Background()
 	opts, id, err := e.svc.BeginRegistration(ctx, u)
 	if err != nil {
 		t.Fatalf("BeginRegistration: %v", err)
 	}
-	c, err := e.svc.FinishRegistration(ctx, id, u, name, a.create(opts))
+	c, err := e.svc.FinishRegistration(ctx, id, u, name, a.Create(opts, tweaks...))
 	if err != nil {
 		t.Fatalf("FinishRegistration: %v", err)
 	}

@@ -220,7 +220,8 @@ func newPortalServer(t *testing.T) *portalServer {
 		},
 		PathAccount: func(w http.ResponseWriter, r *http.Request) (string, any) {
 			return PageAccount, AccountData{CSRF: s.csrf.Token(w, r), Username: "alice", HasPassword: true, TOTPEnabled: true, Passkeys: 2, RecoveryCodesLeft: 8,
-				Sessions: []Session{{ID: "s1", Device: "Chromium on Linux", Created: t0, LastSeen: t1, Current: true}, {ID: "s2", Device: "Safari on iPhone", Created: t0, LastSeen: t0}}}
+				PasskeysEnabled: true,
+				Sessions:        []Session{{Methods: "Passkey", Created: t0, LastSeen: t1, Current: true}, {Methods: "Password", Pending: true, Created: t0, LastSeen: t0}}}
 		},
 		"/.moat/done": func(w http.ResponseWriter, r *http.Request) (string, any) {
 			s.doneOnce.Do(func() { close(s.done) })

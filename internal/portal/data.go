@@ -79,6 +79,12 @@ type EnrollTOTPData struct {
 	Issuer  string // as in the key URI, shown for manual entry
 	Account string // as in the key URI, shown for manual entry
 	Error   string // about the confirmation code
+	// PasskeysEnabled also offers adding a passkey instead of the app, in
+	// browsers that support WebAuthn.
+	PasskeysEnabled bool
+	// MaxNameLength bounds the passkey name field, in characters; 0 for no
+	// bound in the page.
+	MaxNameLength int
 }
 
 // RecoveryCodesData is the data of PageRecoveryCodes, shown once after
@@ -119,15 +125,19 @@ type AccountData struct {
 	Error             string
 	HasPassword       bool
 	TOTPEnabled       bool
-	Passkeys          int // how many are registered
+	PasskeysEnabled   bool // the site offers passkeys
+	Passkeys          int  // how many are registered
 	RecoveryCodesLeft int
 	Sessions          []Session
 }
 
-// Session is one of the user's sessions.
+// Session is one of the user's sessions, shown so that the user notices
+// one they did not start. The whole list ends with "Sign out everywhere".
 type Session struct {
-	ID       string
-	Device   string // a short description, such as "Firefox on Linux"
+	// Methods says how the session signed in, as a phrase such as
+	// "Password and authenticator app".
+	Methods  string
+	Pending  bool // the sign-in waits for its second step
 	Created  time.Time
 	LastSeen time.Time
 	Current  bool // the session of this request

@@ -2,6 +2,7 @@ package portal
 
 import (
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net"
@@ -9,8 +10,10 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/moatgw/moat/internal/accounts"
+	"github.com/moatgw/moat/internal/passkey"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/request"
 	"github.com/moatgw/moat/internal/session"
@@ -55,32 +58,55 @@ type HandlerOptions struct {
 	Sessions *session.Manager
 	Pages    *Pages
 	CSRF     *CSRF
+	// FlashKey seals the recovery codes carried from the request that
+	// made them to the page that shows them (see FlashCookie): 32 bytes
+	// from a cryptographic source, the same on every instance serving the
+	// portal, and used for nothing else. NewHandler keeps no reference to
+	// the slice.
+	FlashKey []byte
 	// PasswordPolicyMin and PasswordPolicyMax are the password policy's
 	// bounds, shown on the set-password page (Max 0 leaves it unsaid).
 	PasswordPolicyMin, PasswordPolicyMax int
-	Logger                               *slog.Logger
+	// PasskeyAutofill also offers passkeys in the login page's user name
+	// autofill, when passkeys are on. It begins a ceremony on every view
+	// of the login page.
+	PasskeyAutofill bool
+	// Now is the clock for the expiry of sealed recovery codes; time.Now
+	// when nil.
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
-// Handler serves the portal's password-based flows: login with a password
-// and a second factor, TOTP enrollment, setting a password from an
-// enrollment link, logout and the account overview. It writes no security
-// events itself: the accounts service does. It is safe for concurrent use.
+// Handler serves the portal: login with a password or a passkey and a
+// second factor, TOTP and passkey enrollment, setting a password from an
+// enrollment link, logout, and the account pages (passkeys, recovery
+// codes, ending every session). It writes no security events itself: the
+// accounts service does. It is safe for concurrent use.
 type Handler struct {
-	o   HandlerOptions
-	log *slog.Logger
-	mux *http.ServeMux
+	o     HandlerOptions
+	log   *slog.Logger
+	mux   *http.ServeMux
+	flash *flasher
 }
 
-// NewHandler returns a Handler; Accounts, Sessions, Pages and CSRF are
-// required.
+// NewHandler returns a Handler; Accounts, Sessions, Pages, CSRF and a
+// 32-byte FlashKey are required.
 func NewHandler(o HandlerOptions) (*Handler, error) {
 	if o.Accounts == nil || o.Sessions == nil || o.Pages == nil || o.CSRF == nil {
 		return nil, errors.New("portal handler: accounts, sessions, pages and csrf are required")
 	}
+	fl, err := newFlasher(o.FlashKey)
+	if err != nil {
+		return nil, fmt.Errorf("portal handler: %w", err)
+	}
+	o.FlashKey = nil
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{o: o, log: o.Logger.With("component", "portal"), mux: http.NewServeMux()}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h := &Handler{o: o, log: o.Logger.With("component", "portal"), mux: http.NewServeMux(), flash: fl}
 	h.mux.HandleFunc("GET "+PathLogin, h.loginPage)
 	h.mux.HandleFunc("POST "+PathLogin, h.csrf(h.loginSubmit))
 	h.mux.HandleFunc("GET "+PathLoginTOTP, h.secondFactorPage)
@@ -88,11 +114,24 @@ func NewHandler(o HandlerOptions) (*Handler, error) {
 	h.mux.HandleFunc("POST "+PathLoginRecovery, h.csrf(h.secondFactorSubmit(true)))
 	h.mux.HandleFunc("GET "+PathTOTP, h.enrollPage)
 	h.mux.HandleFunc("POST "+PathTOTP, h.csrf(h.enrollSubmit))
+	h.mux.HandleFunc("GET "+PathRecoveryCodes, h.recoveryCodesPage)
 	h.mux.HandleFunc("POST "+PathRecoveryCodes, h.csrf(h.recoveryCodesSaved))
+	h.mux.HandleFunc("POST "+PathRecoveryCodesNew, h.csrf(h.recoveryCodesNew))
 	h.mux.HandleFunc("GET "+PathPassword, h.passwordPage)
 	h.mux.HandleFunc("POST "+PathPassword, h.csrf(h.passwordSubmit))
 	h.mux.HandleFunc("POST "+PathLogout, h.csrf(h.logout))
+	h.mux.HandleFunc("POST "+PathLogoutEverywhere, h.csrf(h.logoutEverywhere))
 	h.mux.HandleFunc("GET "+PathAccount, h.accountPage)
+	h.mux.HandleFunc("POST "+PathTOTPRemove, h.csrf(h.totpRemove))
+	h.mux.HandleFunc("GET "+PathPasskeys, h.passkeysPage)
+	h.mux.HandleFunc("POST "+PathPasskeyRename, h.csrf(h.passkeyRename))
+	h.mux.HandleFunc("POST "+PathPasskeyRemove, h.csrf(h.passkeyRemove))
+	h.mux.HandleFunc("POST "+PathPasskeyLoginBegin, h.jsonCSRF(h.passkeyLoginBegin))
+	h.mux.HandleFunc("POST "+PathPasskeyLoginFinish, h.jsonCSRF(h.passkeyLoginFinish))
+	h.mux.HandleFunc("POST "+PathPasskeyVerifyBegin, h.jsonCSRF(h.passkeyVerifyBegin))
+	h.mux.HandleFunc("POST "+PathPasskeyVerifyFinish, h.jsonCSRF(h.passkeyVerifyFinish))
+	h.mux.HandleFunc("POST "+PathPasskeyRegisterBegin, h.jsonCSRF(h.passkeyRegisterBegin))
+	h.mux.HandleFunc("POST "+PathPasskeyRegisterFinish, h.jsonCSRF(h.passkeyRegisterFinish))
 	return h, nil
 }
 
@@ -131,6 +170,8 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, status int, d LoginData) {
 	d.CSRF = h.o.CSRF.Token(w, r)
+	d.PasskeysEnabled = h.o.Accounts.PasskeysEnabled()
+	d.PasskeyAutofill = d.PasskeysEnabled && h.o.PasskeyAutofill
 	h.o.Pages.Render(w, r, status, PageLogin, &d)
 }
 
@@ -197,6 +238,7 @@ func (h *Handler) renderSecondFactor(w http.ResponseWriter, r *http.Request, sta
 		return
 	}
 	d.HasTOTP = factors[accounts.KindTOTP] > 0
+	d.HasPasskey = factors[accounts.KindWebAuthn] > 0 && h.o.Accounts.PasskeysEnabled()
 	d.CSRF = h.o.CSRF.Token(w, r)
 	h.o.Pages.Render(w, r, status, PageSecondFactor, &d)
 }
@@ -296,6 +338,10 @@ func (h *Handler) renderEnroll(w http.ResponseWriter, r *http.Request, status in
 		Issuer:  issuer,
 		Account: p.Username,
 		Error:   msg,
+		// The passkey form there goes to PathPasskeyRegisterBegin, which
+		// accepts a session that must enroll.
+		PasskeysEnabled: h.o.Accounts.PasskeysEnabled(),
+		MaxNameLength:   passkey.MaxNameRunes,
 	})
 }
 
@@ -442,7 +488,7 @@ func tokenShaped(s string) bool {
 	return true
 }
 
-// ---- logout and account ----
+// ---- logout ----
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	if tok := session.TokenFromRequest(r); tok != "" {
@@ -453,36 +499,6 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	session.ClearCookie(w)
 	h.o.Pages.Render(w, r, http.StatusOK, PageLoggedOut, &LoggedOutData{})
-}
-
-func (h *Handler) accountPage(w http.ResponseWriter, r *http.Request) {
-	p, _, ok := h.principal(w, r)
-	switch {
-	case !ok:
-		return
-	case p == nil:
-		redirect(w, withReturn(PathLogin, PathAccount))
-		return
-	case p.Pending == accounts.PendingMFA:
-		redirect(w, withReturn(PathLoginTOTP, PathAccount))
-		return
-	case p.Pending != "":
-		redirect(w, PathTOTP)
-		return
-	}
-	factors, err := h.o.Accounts.Factors(r.Context(), p.UserID)
-	if err != nil {
-		h.internal(w, r, "listing factors", err)
-		return
-	}
-	h.o.Pages.Render(w, r, http.StatusOK, PageAccount, &AccountData{
-		Username:          p.Username,
-		CSRF:              h.o.CSRF.Token(w, r),
-		HasPassword:       factors[accounts.KindPassword] > 0,
-		TOTPEnabled:       factors[accounts.KindTOTP] > 0,
-		Passkeys:          factors[accounts.KindWebAuthn],
-		RecoveryCodesLeft: factors[accounts.KindRecovery],
-	})
 }
 
 // ---- helpers ----

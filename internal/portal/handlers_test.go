@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base32"
-	"github.com/moatgw/moat/internal/testclock"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -12,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,23 +22,39 @@ import (
 	"github.com/moatgw/moat/internal/keyring"
 	"github.com/moatgw/moat/internal/lockout"
 	"github.com/moatgw/moat/internal/mfa"
+	"github.com/moatgw/moat/internal/passkey"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/session"
 	"github.com/moatgw/moat/internal/store"
+	"github.com/moatgw/moat/internal/testclock"
 )
 
 const flowPassword = "correct horse battery staple"
 
+// Relying party of the flow's passkeys. The software authenticator
+// reports this origin; the handler never compares it with the test
+// server's address.
+const (
+	flowRPID   = "localhost"
+	flowOrigin = "https://localhost"
+)
+
 // flow is a portal Handler on a TLS test server, backed by a real accounts
-// service on SQLite.
+// service on SQLite, with passkeys on unless the flow is made with
+// noPasskeys.
 type flow struct {
-	t     *testing.T
-	srv   *httptest.Server
-	svc   *accounts.Service
-	clock *testclock.Clock
+	t        *testing.T
+	srv      *httptest.Server
+	svc      *accounts.Service
+	sessions *session.Manager
+	clock    *testclock.Clock
 }
 
-func newFlow(t *testing.T) *flow {
+type flowOption int
+
+const noPasskeys flowOption = 1
+
+func newFlow(t *testing.T, opts ...flowOption) *flow {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
@@ -73,8 +89,18 @@ func newFlow(t *testing.T) *flow {
 		t.Fatal(err)
 	}
 	policy := password.DefaultPolicy()
+	var pks *passkey.Service
+	if !slices.Contains(opts, noPasskeys) {
+		pks, err = passkey.New(passkey.Options{
+			RPID: flowRPID, RPOrigins: []string{flowOrigin},
+			Credentials: st.Credentials(), Users: st.Users(), Now: c.Now,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	svc, err := accounts.New(ctx, accounts.Options{
-		Store: st, Hasher: hasher, Policy: policy, Sessions: sessions,
+		Store: st, Hasher: hasher, Policy: policy, Sessions: sessions, Passkeys: pks,
 		Accounts: lockout.New(lockout.DefaultAccountPolicy(), 1000, c.Now),
 		Address:  lockout.New(lockout.DefaultAddressPolicy(), 1000, c.Now),
 		Now:      c.Now,
@@ -87,15 +113,16 @@ func newFlow(t *testing.T) *flow {
 		t.Fatal(err)
 	}
 	h, err := NewHandler(HandlerOptions{
-		Accounts: svc, Sessions: sessions, Pages: pages, CSRF: testCSRF(t),
+		Accounts: svc, Sessions: sessions, Pages: pages, CSRF: testCSRF(t), FlashKey: testFlashKey,
 		PasswordPolicyMin: policy.MinLength, PasswordPolicyMax: policy.MaxLength,
+		Now: c.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewTLSServer(h)
 	t.Cleanup(srv.Close)
-	return &flow{t: t, srv: srv, svc: svc, clock: c}
+	return &flow{t: t, srv: srv, svc: svc, sessions: sessions, clock: c}
 }
 
 // user creates a user with flowPassword.

@@ -16,7 +16,7 @@ import (
 var pagePaths = []string{
 	PathLogin, PathLoginTOTP, PathLoginRecovery, PathLogout, PathLogoutEverywhere,
 	PathPassword, PathTOTP, PathTOTPRemove, PathRecoveryCodes, PathRecoveryCodesNew,
-	PathPasskeyRename, PathPasskeyRemove, PathSessionRevoke,
+	PathPasskeyRename, PathPasskeyRemove,
 	PathPasskeyLoginBegin, PathPasskeyVerifyBegin, PathPasskeyRegisterBegin,
 }
 

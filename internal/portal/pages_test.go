@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,10 +95,10 @@ func samplePages(t testing.TB) []struct {
 			{ID: "pk1", Name: "Work laptop", Created: t0}, {ID: "pk2", Name: "Blue key", Created: t1},
 		}}},
 		{PagePasskeys, PasskeysData{CSRF: testToken, Error: "Your passkeys could not be loaded."}},
-		{PageAccount, AccountData{CSRF: testToken, Username: "alice", HasPassword: true, TOTPEnabled: true, Passkeys: 2, RecoveryCodesLeft: 9,
+		{PageAccount, AccountData{CSRF: testToken, Username: "alice", HasPassword: true, TOTPEnabled: true, PasskeysEnabled: true, Passkeys: 2, RecoveryCodesLeft: 9,
 			Sessions: []Session{
-				{ID: "s1", Device: "Firefox on Linux", Created: t0, LastSeen: t1, Current: true},
-				{ID: "s2", Device: "Safari on iPhone", Created: t0, LastSeen: t0},
+				{Methods: "Password and authenticator app", Created: t0, LastSeen: t1, Current: true},
+				{Methods: "Password", Pending: true, Created: t0, LastSeen: t0},
 			}}},
 		{PageAccount, AccountData{CSRF: testToken, Username: "bob", Error: "Something failed."}},
 		{PageLoggedOut, LoggedOutData{}},
@@ -214,7 +215,7 @@ func TestRenderEscapes(t *testing.T) {
 		{PagePasskeys, PasskeysData{CSRF: testToken, Notice: evil, Error: evil, ErrorPasskey: evil,
 			Passkeys: []Passkey{{ID: evil, Name: evil, Created: t0}}}},
 		{PageAccount, AccountData{CSRF: testToken, Username: evil, Notice: evil, Error: evil,
-			Sessions: []Session{{ID: evil, Device: evil, Created: t0, LastSeen: t0}}}},
+			Sessions: []Session{{Methods: evil, Created: t0, LastSeen: t0}}}},
 		{PageNotice, NoticeData{Title: evil, Message: evil, Error: true, Link: "/x", LinkText: evil}},
 	}
 	for _, tt := range pages {
@@ -525,32 +526,86 @@ func TestPasskeysPage(t *testing.T) {
 
 func TestAccountPage(t *testing.T) {
 	p := testPages(t)
-	w := render(t, p, http.StatusOK, PageAccount, AccountData{CSRF: testToken, Username: "alice", HasPassword: true, Passkeys: 1, RecoveryCodesLeft: 1,
-		Sessions: []Session{
-			{ID: "s1", Device: "Firefox on Linux", Created: t0, LastSeen: t1, Current: true},
-			{ID: "s2", Device: "Safari on iPhone", Created: t0, LastSeen: t0},
-		}})
-	doc := checkPage(t, w.Body.Bytes(), checkOpts{csrf: testToken})
-	for _, path := range []string{PathLogout, PathLogoutEverywhere, PathRecoveryCodesNew} {
-		if len(formTo(doc, path)) != 1 {
-			t.Errorf("no form to %s", path)
-		}
+	sessions := []Session{
+		{Methods: "Password and passkey", Created: t0, LastSeen: t1, Current: true},
+		{Methods: "Password", Pending: true, Created: t0, LastSeen: t0},
 	}
-	rev := formTo(doc, PathSessionRevoke)
-	if len(rev) != 1 {
-		t.Fatalf("%d revoke forms, want 1 (not for the current session)", len(rev))
+	tests := []struct {
+		name       string
+		data       AccountData
+		forms      []string // paths with exactly one form
+		noForms    []string // paths with no form
+		says       []string
+		link       string // an address the page links to; "" for none checked
+		noLinkText string // text no link carries
+	}{
+		{
+			name:    "passkey user",
+			data:    AccountData{CSRF: testToken, Username: "alice", HasPassword: true, PasskeysEnabled: true, Passkeys: 1, RecoveryCodesLeft: 1, Sessions: sessions},
+			forms:   []string{PathLogout, PathLogoutEverywhere, PathRecoveryCodesNew},
+			noForms: []string{PathTOTPRemove},
+			says: []string{"Signed in as alice", "1 passkey.", "1 code left", "Set up an app", "This device",
+				"Password and passkey", "Password (second step not finished)", "Since 14 Mar 2025, 09:26 UTC"},
+			link: PathPasskeys,
+		},
+		{
+			name:       "app user, passkeys off",
+			data:       AccountData{CSRF: testToken, Username: "bob", HasPassword: true, TOTPEnabled: true, RecoveryCodesLeft: 10},
+			forms:      []string{PathLogout, PathLogoutEverywhere, PathRecoveryCodesNew, PathTOTPRemove},
+			says:       []string{"10 codes left", "does not offer passkeys", "Replace app"},
+			noLinkText: "passkey",
+		},
+		{
+			name:    "no second factor",
+			data:    AccountData{CSRF: testToken, Username: "carol", HasPassword: true, PasskeysEnabled: true},
+			forms:   []string{PathLogout, PathLogoutEverywhere},
+			noForms: []string{PathRecoveryCodesNew, PathTOTPRemove},
+			says:    []string{"None yet.", "You get recovery codes when you set up"},
+			link:    PathPasskeys,
+		},
+		{
+			name:  "error",
+			data:  AccountData{CSRF: testToken, Username: "dave", TOTPEnabled: true, Error: msgLastFactor},
+			forms: []string{PathTOTPRemove},
+			says:  []string{msgLastFactor},
+		},
 	}
-	if s := find(rev[0], func(n *html.Node) bool { return attr(n, "name") == FieldSession }); len(s) != 1 || attr(s[0], "value") != "s2" {
-		t.Errorf("revoke form does not name the other session")
-	}
-	if len(formTo(doc, PathTOTPRemove)) != 0 {
-		t.Errorf("offers to turn off an app that is not set up")
-	}
-	text := strings.Join(strings.Fields(textOf(doc)), " ")
-	for _, want := range []string{"Signed in as alice", "Firefox on Linux This device", "1 passkey.", "1 code left", "Set up an app"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("page does not say %q", want)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := render(t, p, http.StatusOK, PageAccount, tt.data)
+			doc := checkPage(t, w.Body.Bytes(), checkOpts{csrf: testToken})
+			for _, path := range tt.forms {
+				if n := len(formTo(doc, path)); n != 1 {
+					t.Errorf("%d forms to %s, want 1", n, path)
+				}
+			}
+			for _, path := range tt.noForms {
+				if n := len(formTo(doc, path)); n != 0 {
+					t.Errorf("%d forms to %s, want none", n, path)
+				}
+			}
+			text := strings.Join(strings.Fields(textOf(doc)), " ")
+			for _, want := range tt.says {
+				if !strings.Contains(text, want) {
+					t.Errorf("page does not say %q:\n%s", want, text)
+				}
+			}
+			links := find(doc, func(n *html.Node) bool { return n.DataAtom == atom.A })
+			if tt.link != "" && !slices.ContainsFunc(links, func(n *html.Node) bool { return attr(n, "href") == tt.link }) {
+				t.Errorf("no link to %s", tt.link)
+			}
+			for _, a := range links {
+				if tt.noLinkText != "" && strings.Contains(strings.ToLower(textOf(a)), tt.noLinkText) {
+					t.Errorf("link %q offered", textOf(a))
+				}
+			}
+			if tt.data.Error != "" {
+				e := find(doc, func(n *html.Node) bool { return hasClass(n, "error") })
+				if len(e) != 1 || attr(e[0], "role") != "alert" || textOf(e[0]) != tt.data.Error {
+					t.Errorf("error not announced as an alert")
+				}
+			}
+		})
 	}
 }
 

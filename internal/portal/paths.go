@@ -19,12 +19,11 @@ const (
 	PathPassword         = "/.moat/password"           // GET: form; POST: set or change the password
 	PathTOTP             = "/.moat/totp"               // GET: enrollment; POST: confirm with a code
 	PathTOTPRemove       = "/.moat/totp/remove"        // POST: remove the authenticator app
-	PathRecoveryCodes    = "/.moat/recovery-codes"     // POST: the user saved the codes shown
+	PathRecoveryCodes    = "/.moat/recovery-codes"     // GET: show new codes once; POST: the user saved them
 	PathRecoveryCodesNew = "/.moat/recovery-codes/new" // POST: replace the recovery codes
 	PathPasskeys         = "/.moat/passkeys"           // GET: the passkey list
 	PathPasskeyRename    = "/.moat/passkeys/rename"    // POST: fields id, name
 	PathPasskeyRemove    = "/.moat/passkeys/remove"    // POST: field id
-	PathSessionRevoke    = "/.moat/sessions/revoke"    // POST: field session
 
 	// The WebAuthn ceremonies webauthn.js runs, in begin/finish pairs (see
 	// PasskeyBegin and PasskeyFinish for the bodies).
@@ -50,5 +49,4 @@ const (
 	FieldSaved           = "saved"            // "yes" when the user confirms saving recovery codes
 	FieldID              = "id"               // a passkey's id
 	FieldName            = "name"             // a passkey's name
-	FieldSession         = "session"          // a session's id
 )

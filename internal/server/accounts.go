@@ -50,8 +50,12 @@ func (a *Accounts) Close() error {
 	return err
 }
 
-// OpenAccounts builds the accounts capability on an open state.
-func OpenAccounts(ctx context.Context, cfg *config.Config, st *State, events event.Recorder, logger *slog.Logger) (*Accounts, error) {
+// OpenAccounts builds the accounts capability on an open state. now is the
+// clock of sessions, lockouts and passkey ceremonies; nil means time.Now.
+func OpenAccounts(ctx context.Context, cfg *config.Config, st *State, events event.Recorder, logger *slog.Logger, now func() time.Time) (*Accounts, error) {
+	if now == nil {
+		now = time.Now
+	}
 	ac := cfg.Accounts
 	pw := ac.Password
 	params := password.DefaultParams()
@@ -86,6 +90,7 @@ func OpenAccounts(ctx context.Context, cfg *config.Config, st *State, events eve
 	a.Sessions, err = session.New(backend, session.Options{
 		IdleTimeout:     ac.Sessions.IdleTimeout.D(),
 		AbsoluteTimeout: ac.Sessions.AbsoluteTimeout.D(),
+		Now:             now,
 		Logger:          logger.With("component", "sessions"),
 	})
 	if err != nil {
@@ -99,6 +104,7 @@ func OpenAccounts(ctx context.Context, cfg *config.Config, st *State, events eve
 			RPDisplayName: ac.Passkeys.DisplayName,
 			Credentials:   st.Store.Credentials(),
 			Users:         st.Store.Users(),
+			Now:           now,
 			Logger:        logger.With("component", "passkeys"),
 		}
 		if a.redis != nil {
@@ -118,12 +124,13 @@ func OpenAccounts(ctx context.Context, cfg *config.Config, st *State, events eve
 		Policy:    password.Policy{MinLength: pw.MinLength, MaxLength: pw.MaxLength},
 		Sessions:  a.Sessions,
 		Passkeys:  a.Passkeys,
-		Accounts:  lockout.New(acctPolicy, lockoutKeys, nil),
-		Address:   lockout.New(addrPolicy, lockoutKeys, nil),
+		Accounts:  lockout.New(acctPolicy, lockoutKeys, now),
+		Address:   lockout.New(addrPolicy, lockoutKeys, now),
 		MFARoles:  ac.MFARoles,
 		EnrollTTL: ac.EnrollLinkTTL.D(),
 		Events:    events,
 		Logger:    logger.With("component", "accounts"),
+		Now:       now,
 	})
 	if err != nil {
 		_ = a.Close()

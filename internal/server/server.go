@@ -31,6 +31,9 @@ type Options struct {
 	Access  *slog.Logger   // access log; defaults to Logger
 	Events  event.Recorder // security events; defaults to a slog sink on Logger
 	Version string
+	// Now is the clock of sessions, lockouts and passkey ceremonies; nil
+	// means time.Now. Tests set it to move time on.
+	Now func() time.Time
 }
 
 // Server is a running gateway: the HTTPS listener, the optional plain-HTTP
@@ -108,7 +111,7 @@ func New(o Options) (*Server, error) {
 		snap.close()
 		return nil, err
 	}
-	if err := s.openAccounts(o.Config); err != nil {
+	if err := s.openAccounts(o.Config, o.Now); err != nil {
 		snap.close()
 		_ = s.state.Close()
 		return nil, err
@@ -128,9 +131,9 @@ func New(o Options) (*Server, error) {
 
 // openAccounts opens the accounts capability and the portal on it, and
 // makes the first admin of an empty store.
-func (s *Server) openAccounts(cfg *config.Config) error {
+func (s *Server) openAccounts(cfg *config.Config, now func() time.Time) error {
 	var err error
-	if s.accounts, err = OpenAccounts(s.ctx, cfg, s.state, s.events, s.baseLogger); err != nil {
+	if s.accounts, err = OpenAccounts(s.ctx, cfg, s.state, s.events, s.baseLogger, now); err != nil {
 		return fmt.Errorf("accounts: %w", err)
 	}
 	if s.portal, err = s.portalHandler(s.ctx, cfg); err != nil {
