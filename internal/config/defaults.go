@@ -157,7 +157,7 @@ func (c *Config) defaultPublicURL() string {
 		host = "[" + host + "]"
 	}
 	_, port, err := net.SplitHostPort(c.Listen.HTTPS)
-	if err != nil || port == "443" || port == "" {
+	if err != nil || port == "443" || port == "" || port == "0" {
 		return "https://" + host
 	}
 	return "https://" + host + ":" + port
