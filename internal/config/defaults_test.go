@@ -210,3 +210,36 @@ func TestUnitStrings(t *testing.T) {
 		}
 	})
 }
+
+func TestDefaultPublicURL(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    Config
+		url    string
+		rpID   string
+		origin string
+	}{
+		{"nothing known", Config{}, "https://localhost:8443", "localhost", "https://localhost:8443"},
+		{"acme domain on 443", Config{Listen: Listen{HTTPS: ":443"}, TLS: TLS{ACME: &ACME{Domains: []string{"Login.Example.com"}}}},
+			"https://login.example.com", "login.example.com", "https://login.example.com"},
+		{"dev hosts", Config{Listen: Listen{HTTPS: "127.0.0.1:9443"}, TLS: TLS{Dev: &DevTLS{Hosts: []string{"app.test"}}}},
+			"https://app.test:9443", "app.test", "https://app.test:9443"},
+		{"route host, wildcard skipped", Config{Routes: []Route{{Hosts: []string{"*.example.com", "api.example.com"}}}},
+			"https://api.example.com:8443", "api.example.com", "https://api.example.com:8443"},
+		{"port chosen by the system", Config{Listen: Listen{HTTPS: "127.0.0.1:0"}}, "https://localhost", "localhost", "https://localhost"},
+		{"explicit public url wins", Config{Accounts: Accounts{PublicURL: "https://sso.example.org"}}, "https://sso.example.org", "sso.example.org", "https://sso.example.org"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.cfg
+			c.ApplyDefaults()
+			a := c.Accounts
+			if a.PublicURL != tc.url || a.Passkeys.RPID != tc.rpID || len(a.Passkeys.Origins) != 1 || a.Passkeys.Origins[0] != tc.origin {
+				t.Errorf("public_url %q rp_id %q origins %q; want %q, %q, [%q]", a.PublicURL, a.Passkeys.RPID, a.Passkeys.Origins, tc.url, tc.rpID, tc.origin)
+			}
+			if len(a.MFARoles) != 1 || a.MFARoles[0] != "admin" {
+				t.Errorf("mfa_roles %q, want [admin]", a.MFARoles)
+			}
+		})
+	}
+}

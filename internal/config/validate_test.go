@@ -78,6 +78,31 @@ func TestValidateRules(t *testing.T) {
 		{"duplicate route name", func(c *Config) { c.Routes[1].Name = "api" }, "routes[1].name", `duplicate route name "api" (also routes[0])`},
 		{"missing policy", func(c *Config) { c.Routes[0].Policy = "" }, "routes[0].policy", "every route must declare its access policy"},
 		{"unknown policy", func(c *Config) { c.Routes[0].Policy = "pubic" }, "routes[0].policy", `unknown policy "pubic": want "public", "authenticated", "deny" (did you mean "public"?)`},
+		{"roles on a public route", func(c *Config) { c.Routes[0].Roles = []string{"admin"} }, "routes[0].roles", "only to routes whose policy is authenticated"},
+		{"bad role name", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Roles = []string{"Ad min"} }, "routes[0].roles[0]", "lower-case letters"},
+		{"route under the portal prefix", func(c *Config) { c.Routes[0].Path = "/.moat/x" }, "routes[0].path", "reserved for Moat's login portal"},
+
+		// Accounts.
+		{"public url over http", func(c *Config) { c.Accounts.PublicURL = "http://login.example.com" }, "accounts.public_url", "want an absolute https URL"},
+		{"public url with a path", func(c *Config) { c.Accounts.PublicURL = "https://login.example.com/sso" }, "accounts.public_url", "must be an origin"},
+		{"bad mfa role", func(c *Config) { c.Accounts.MFARoles = []string{""} }, "accounts.mfa_roles[0]", "1 to 64 characters"},
+		{"password minimum below NIST", func(c *Config) { c.Accounts.Password.MinLength = 6 }, "accounts.password.min_length", "at least 8"},
+		{"password maximum below 64", func(c *Config) { c.Accounts.Password.MaxLength = 32 }, "accounts.password.max_length", "between 64 and 1024"},
+		{"password maximum below minimum", func(c *Config) {
+			c.Accounts.Password.MinLength = 100
+			c.Accounts.Password.MaxLength = 80
+		}, "accounts.password.max_length", "less than min_length"},
+		{"argon2 memory below OWASP", func(c *Config) { c.Accounts.Password.Memory = 8 << 20 }, "accounts.password.memory", "19MiB"},
+		{"argon2 one pass", func(c *Config) { c.Accounts.Password.Iterations = 1 }, "accounts.password.iterations", "between 2 and 10"},
+		{"argon2 no lanes", func(c *Config) { c.Accounts.Password.Parallelism = 0 }, "accounts.password.parallelism", "between 1 and 16"},
+		{"hash budget below one hash", func(c *Config) { c.Accounts.Password.HashMemoryBudget = 1 << 20 }, "accounts.password.hash_memory_budget", "at least one hash"},
+		{"lockout never", func(c *Config) { c.Accounts.Lockout.MaxFailures = 0 }, "accounts.lockout.max_failures", "at least 1"},
+		{"idle longer than absolute", func(c *Config) { c.Accounts.Sessions.IdleTimeout = Duration(24 * time.Hour) }, "accounts.sessions.idle_timeout", "longer than absolute_timeout"},
+		{"redis url with a password", func(c *Config) { c.Accounts.Sessions.RedisURL = "redis://:hunter2@cache:6379/0" }, "accounts.sessions.redis_url", "secret reference"},
+		{"redis url of another scheme", func(c *Config) { c.Accounts.Sessions.RedisURL = "http://cache" }, "accounts.sessions.redis_url", "redis:// or rediss://"},
+		{"passkey origin off the rp id", func(c *Config) { c.Accounts.Passkeys.Origins = []string{"https://evil.example"} }, "accounts.passkeys.origins[0]", "is not rp_id"},
+		{"passkey origin over http", func(c *Config) { c.Accounts.Passkeys.Origins = []string{"http://localhost:8443"} }, "accounts.passkeys.origins[0]", "not an https origin"},
+
 		{"public route without upstreams", func(c *Config) { c.Routes[0].Upstreams = nil }, "routes[0].upstreams", "at least one upstream URL is required unless the policy is deny"},
 		{"upstream without scheme", func(c *Config) { c.Routes[0].Upstreams = []string{"127.0.0.1:8080"} }, "routes[0].upstreams[0]", "want an absolute http or https URL"},
 		{"upstream with another scheme", func(c *Config) { c.Routes[0].Upstreams = []string{"ftp://files"} }, "routes[0].upstreams[0]", `scheme "ftp"`},
