@@ -60,7 +60,7 @@ func (s *Service) FinishPasskeyLogin(ctx context.Context, ceremony string, respo
 	}
 	if reason != "" {
 		if s.o.Address.Fail(ipKey) {
-			s.record(ctx, "account.locked", event.Denied, "", ip, "lockout.address", map[string]string{"reason": "passkey"})
+			s.record(ctx, "address.locked", event.Denied, "", ip, "lockout.address", map[string]string{"reason": "passkey"})
 		}
 		s.record(ctx, "login.failed", event.Failure, who, ip, MethodWebAuthn, map[string]string{"reason": reason})
 		return Result{}, ErrLoginFailed
