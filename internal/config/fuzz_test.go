@@ -54,7 +54,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("a config without routes loaded")
 		}
 		for _, r := range c.Routes {
-			if r.Policy != PolicyPublic && r.Policy != PolicyDeny {
+			if r.Policy != PolicyPublic && r.Policy != PolicyAuthenticated && r.Policy != PolicyDeny {
 				t.Fatalf("route %q loaded with policy %q", r.Name, r.Policy)
 			}
 		}
