@@ -150,10 +150,12 @@ func (f *flow) browser() *browser {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	c := f.srv.Client()
+	// A copy of the server's client, so that each browser keeps its own
+	// cookie jar.
+	c := *f.srv.Client()
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &browser{f: f, c: c, hd: http.Header{}}
+	return &browser{f: f, c: &c, hd: http.Header{}}
 }
 
 type reply struct {
