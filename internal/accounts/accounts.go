@@ -92,6 +92,7 @@ type Service struct {
 	o      Options
 	pepper []byte // for recovery code hashes, kept sealed in the store
 	users  userCache
+	locks  userLocks
 }
 
 var usernameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{0,63}$`)

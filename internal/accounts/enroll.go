@@ -82,8 +82,17 @@ func (s *Service) ConfirmTOTP(ctx context.Context, token string, p *Principal, n
 		}
 	}
 	s.record(ctx, "mfa.enrolled", event.Success, p.Username, ip, "totp", map[string]string{"name": name})
-	methods := []string{MethodPassword, MethodTOTP}
-	newToken, _, err = s.o.Sessions.Rotate(ctx, token, methods, s.o.Now())
+	// A forced enrollment finishes the login begun with the password; a
+	// signed-in user adding the factor keeps the methods they used and the
+	// time they used them.
+	methods, authTime := []string{MethodPassword, MethodTOTP}, s.o.Now()
+	if p.Pending == "" {
+		methods, authTime = append(slices.Clone(p.Methods), MethodTOTP), p.AuthTime
+		if slices.Contains(p.Methods, MethodTOTP) {
+			methods = p.Methods
+		}
+	}
+	newToken, _, err = s.o.Sessions.Rotate(ctx, token, methods, authTime)
 	return newToken, recoveryCodes, err
 }
 

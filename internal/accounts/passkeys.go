@@ -42,6 +42,11 @@ func (s *Service) failBegin(ctx context.Context, ip netip.Addr, locked bool) ([]
 // its user (PIN or biometric), so it stands for both factors: the session
 // is a full login with method webauthn. Every refusal is ErrLoginFailed,
 // counted against the client address; the reason goes to the event.
+//
+// An account locked by failed passwords or codes does not stop its owner
+// from signing in with a passkey: guessing cannot produce a passkey's
+// signature, and a lock that an attacker can set on purpose should not
+// lock the owner out. A passkey login clears the account's failures.
 func (s *Service) FinishPasskeyLogin(ctx context.Context, ceremony string, response []byte, ip netip.Addr) (Result, error) {
 	if s.o.Passkeys == nil {
 		return Result{}, ErrPasskeysOff
@@ -150,6 +155,9 @@ func (s *Service) FinishPasskeyRegistration(ctx context.Context, token string, p
 	if s.o.Passkeys == nil {
 		return "", nil, ErrPasskeysOff
 	}
+	if p.Pending != "" && p.Pending != PendingEnrollMFA {
+		return "", nil, session.ErrNoSession
+	}
 	u, err := s.o.Store.Users().Get(ctx, p.UserID)
 	if err != nil {
 		return "", nil, err
@@ -202,6 +210,7 @@ func (s *Service) RemovePasskey(ctx context.Context, p *Principal, id string, ip
 	if s.o.Passkeys == nil {
 		return ErrPasskeysOff
 	}
+	defer s.lockUser(p.UserID)()
 	if err := s.keepsSecondFactor(ctx, p, KindWebAuthn); err != nil {
 		return err
 	}
@@ -215,7 +224,12 @@ func (s *Service) RemovePasskey(ctx context.Context, p *Principal, id string, ip
 // RemoveTOTP removes p's authenticator app, unless it is the last second
 // factor of a user whose role requires one (ErrLastFactor).
 func (s *Service) RemoveTOTP(ctx context.Context, p *Principal, ip netip.Addr) error {
+	defer s.lockUser(p.UserID)()
 	if err := s.keepsSecondFactor(ctx, p, KindTOTP); err != nil {
+		return err
+	}
+	f, err := s.Factors(ctx, p.UserID)
+	if err != nil || f[KindTOTP] == 0 {
 		return err
 	}
 	if err := s.deleteKinds(ctx, p.UserID, KindTOTP); err != nil {

@@ -8,8 +8,7 @@ import (
 	"github.com/moatgw/moat/internal/store"
 )
 
-// Sessions lists the sessions of a user, revoked and expired ones included
-// while the store keeps them.
+// Sessions lists the sessions of a user that still count.
 func (s *Service) Sessions(ctx context.Context, username string) ([]*store.Session, error) {
 	u, err := s.user(ctx, username)
 	if err != nil {

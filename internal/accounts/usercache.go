@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"context"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -60,4 +61,18 @@ func (c *userCache) forget(id string) {
 	c.mu.Lock()
 	delete(c.m, id)
 	c.mu.Unlock()
+}
+
+// userLocks serialise changes to one user's factors within this instance,
+// so that two removals racing cannot both pass the check that a required
+// second factor remains.
+type userLocks [64]sync.Mutex
+
+// lockUser locks the stripe of userID and returns its unlock.
+func (s *Service) lockUser(userID string) func() {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(userID))
+	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	m.Lock()
+	return m.Unlock
 }
