@@ -52,7 +52,7 @@ func (g gateway) authenticate(w http.ResponseWriter, r *http.Request, info *requ
 		return false
 	}
 	pr := &authn.Principal{
-		Subject: p.UserID, Name: p.Username, Roles: p.Roles, Source: "session",
+		Subject: p.UserID, Name: p.Username, Roles: p.Roles, Method: authn.MethodSession, Issuer: authn.LocalIssuer,
 		AuthMethods: p.Methods, AuthTime: p.AuthTime,
 	}
 	info.Principal = pr
