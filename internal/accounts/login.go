@@ -221,7 +221,15 @@ func (s *Service) secondFactor(ctx context.Context, token string, ip netip.Addr,
 		return Result{}, ErrCodeRejected
 	}
 	s.o.Accounts.Succeed(acctKey)
-	methods := []string{MethodPassword, method}
+	// The first factor stays as the session recorded it (a password, or
+	// a sign-in at an external provider); the second joins it.
+	var methods []string
+	for _, m := range sess.Methods {
+		if !strings.HasPrefix(m, "pending:") {
+			methods = append(methods, m)
+		}
+	}
+	methods = append(methods, method)
 	tok, ns, err := s.o.Sessions.Rotate(ctx, token, methods, s.o.Now())
 	if err != nil {
 		return Result{}, err
