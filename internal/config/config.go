@@ -28,6 +28,12 @@ type Config struct {
 	Keys Keys `yaml:"keys" json:"keys"`
 	// Local accounts, the login portal Moat serves under /.moat/ on every host, second factors and sessions.
 	Accounts Accounts `yaml:"accounts,omitempty" json:"accounts,omitempty"`
+	// Sign-in through external OpenID Connect providers, listed on the login page.
+	OIDC OIDC `yaml:"oidc,omitempty" json:"oidc,omitempty"`
+	// JWT bearer tokens from external issuers, for API clients.
+	JWT JWT `yaml:"jwt,omitempty" json:"jwt,omitempty"`
+	// The signed identity assertion (X-Moat-Assertion) sent to upstreams with every request that has an authenticated principal.
+	Assertion Assertion `yaml:"assertion,omitempty" json:"assertion,omitempty"`
 	// Scheduled, encrypted, verified backups taken by moat serve. Absent: no scheduled backups.
 	Backup *Backup `yaml:"backup,omitempty" json:"backup,omitempty"`
 	// Routes map requests to upstreams. A request that matches none gets 404.
@@ -160,6 +166,10 @@ type Route struct {
 	Policy string `yaml:"policy" json:"policy"`
 	// With policy authenticated: the user must have at least one of these roles, or gets 403. Empty: any signed-in user.
 	Roles []string `yaml:"roles,omitempty" json:"roles,omitempty"`
+	// With policy authenticated: how callers may authenticate: session (the login portal's cookie, local or OIDC sign-in), jwt (a bearer token from jwt.issuers), apikey (a Moat API key), mtls (a client certificate, see client_certs). Default [session].
+	Methods []string `yaml:"methods,omitempty" json:"methods,omitempty"`
+	// Client certificates for the mtls method: the CAs that issue them. Required when methods lists mtls.
+	ClientCerts *ClientCerts `yaml:"client_certs,omitempty" json:"client_certs,omitempty"`
 	// Upstream base URLs (http or https), tried round-robin. Required unless the policy is deny. No credentials, query or fragment.
 	Upstreams []string `yaml:"upstreams,omitempty" json:"upstreams,omitempty"`
 	// Remove the route's path prefix before proxying.
@@ -307,4 +317,92 @@ type Passkeys struct {
 	Origins []string `yaml:"origins,omitempty" json:"origins,omitempty"`
 	// Name authenticators show for the site. Default "Moat".
 	DisplayName string `yaml:"display_name,omitempty" json:"display_name,omitempty"`
+}
+
+// ClientCerts configures client certificate authentication on a route.
+type ClientCerts struct {
+	// PEM files of the CAs whose certificates are accepted (the chain must end at one of them).
+	CAs []string `yaml:"cas" json:"cas"`
+	// Roles given to every caller with a valid certificate.
+	Roles []string `yaml:"roles,omitempty" json:"roles,omitempty"`
+}
+
+// OIDC configures sign-in through OpenID Connect providers.
+type OIDC struct {
+	// The providers, each a button on the login page. The redirect URI to register at each is accounts.public_url + /.moat/oidc/callback.
+	Providers []OIDCProvider `yaml:"providers,omitempty" json:"providers,omitempty"`
+}
+
+// OIDCProvider is one OpenID Connect provider.
+type OIDCProvider struct {
+	// Short name, in URLs and events: 1 to 32 lower-case letters, digits or -.
+	Name string `yaml:"name" json:"name"`
+	// Text of the login button. Default: the name.
+	DisplayName string `yaml:"display_name,omitempty" json:"display_name,omitempty"`
+	// Issuer URL (https; http only on loopback); its discovery document is read from issuer + /.well-known/openid-configuration.
+	Issuer string `yaml:"issuer" json:"issuer"`
+	// Client id registered at the provider.
+	ClientID string `yaml:"client_id" json:"client_id"`
+	// Client secret, as a secret reference (env:NAME or file:PATH).
+	ClientSecret Secret `yaml:"client_secret" json:"client_secret"`
+	// Scopes to ask for. Default [openid, email, profile]; openid is always asked for.
+	Scopes []string `yaml:"scopes,omitempty" json:"scopes,omitempty"`
+	// Claim that names the user. Default preferred_username, then email.
+	UsernameClaim string `yaml:"username_claim,omitempty" json:"username_claim,omitempty"`
+	// Claim path holding the user's groups or roles at the provider, such as groups or realm_access.roles.
+	RolesClaim string `yaml:"roles_claim,omitempty" json:"roles_claim,omitempty"`
+	// Maps values of roles_claim to Moat roles. Empty: the values are the roles.
+	RoleMap []RoleMapping `yaml:"role_map,omitempty" json:"role_map,omitempty"`
+	// Roles every user of this provider gets.
+	DefaultRoles []string `yaml:"default_roles,omitempty" json:"default_roles,omitempty"`
+	// Only users with a verified e-mail address in one of these domains may sign in.
+	AllowedEmailDomains []string `yaml:"allowed_email_domains,omitempty" json:"allowed_email_domains,omitempty"`
+	// Only users with one of these values in roles_claim may sign in.
+	AllowedGroups []string `yaml:"allowed_groups,omitempty" json:"allowed_groups,omitempty"`
+}
+
+// RoleMapping maps one claim value to Moat roles.
+type RoleMapping struct {
+	// The claim value, such as a group name.
+	From string `yaml:"from" json:"from"`
+	// The Moat roles it grants.
+	Roles []string `yaml:"roles" json:"roles"`
+}
+
+// JWT configures bearer token authentication.
+type JWT struct {
+	// The issuers whose tokens are accepted.
+	Issuers []JWTIssuer `yaml:"issuers,omitempty" json:"issuers,omitempty"`
+	// Largest token accepted. Default 8KiB.
+	MaxTokenBytes ByteSize `yaml:"max_token_bytes,omitempty" json:"max_token_bytes,omitempty"`
+}
+
+// JWTIssuer is one token issuer.
+type JWTIssuer struct {
+	// The exact iss of its tokens.
+	Issuer string `yaml:"issuer" json:"issuer"`
+	// URL of its JWK Set (https; http only on loopback). Empty: read from the issuer's discovery document.
+	JWKSURL string `yaml:"jwks_url,omitempty" json:"jwks_url,omitempty"`
+	// A token's aud must hold one of these. Required.
+	Audiences []string `yaml:"audiences" json:"audiences"`
+	// Signature algorithms accepted: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. Default [RS256, ES256, EdDSA]. none and HS* are never accepted.
+	Algorithms []string `yaml:"algorithms,omitempty" json:"algorithms,omitempty"`
+	// Leeway for exp, nbf and iat. Default 30s; at most 5m.
+	ClockSkew Duration `yaml:"clock_skew,omitempty" json:"clock_skew,omitempty"`
+	// Claim path holding roles, such as roles or realm_access.roles.
+	RolesClaim string `yaml:"roles_claim,omitempty" json:"roles_claim,omitempty"`
+	// Maps values of roles_claim to Moat roles. Empty: the values are the roles.
+	RoleMap []RoleMapping `yaml:"role_map,omitempty" json:"role_map,omitempty"`
+	// Claim holding scopes (a space-separated string or a list). Default scope (and scp).
+	ScopesClaim string `yaml:"scopes_claim,omitempty" json:"scopes_claim,omitempty"`
+	// Claims copied to the principal (and to the identity assertion).
+	Claims []string `yaml:"claims,omitempty" json:"claims,omitempty"`
+}
+
+// Assertion configures the identity assertion sent to upstreams.
+type Assertion struct {
+	// Lifetime of an assertion. Default 60s; at most 10m.
+	Lifetime Duration `yaml:"lifetime,omitempty" json:"lifetime,omitempty"`
+	// How often a new signing key is made; the old ones stay published until their assertions expire. Default 24h.
+	Rotation Duration `yaml:"rotation,omitempty" json:"rotation,omitempty"`
 }

@@ -18,6 +18,14 @@ const (
 	PolicyDeny          = "deny"          // no one may use the route
 )
 
+// Authentication methods a route may accept.
+const (
+	MethodSession = "session"
+	MethodJWT     = "jwt"
+	MethodAPIKey  = "apikey"
+	MethodMTLS    = "mtls"
+)
+
 // ACME challenge types.
 const (
 	ChallengeHTTP01    = "http-01"
@@ -74,6 +82,7 @@ func (c *Config) ApplyDefaults() {
 	boolean(&c.Log.Access, true)
 
 	c.accountDefaults()
+	c.identityDefaults()
 
 	if b := c.Backup; b != nil {
 		str(&b.Dir, filepath.Join(c.DataDir, "backups"))
@@ -92,6 +101,9 @@ func (c *Config) ApplyDefaults() {
 		// MaxResponseBody stays 0 (no limit).
 		num(c, &r.Timeout, p+"timeout", Duration(30*time.Second))
 		boolean(&r.MaskErrors, true)
+		if r.Policy == PolicyAuthenticated && len(r.Methods) == 0 {
+			r.Methods = []string{MethodSession}
+		}
 		if h := r.HealthCheck; h != nil {
 			num(c, &h.Interval, p+"health_check.interval", Duration(10*time.Second))
 			num(c, &h.Timeout, p+"health_check.timeout", Duration(2*time.Second))
@@ -161,6 +173,26 @@ func (c *Config) defaultPublicURL() string {
 		return "https://" + host
 	}
 	return "https://" + host + ":" + port
+}
+
+func (c *Config) identityDefaults() {
+	for i := range c.OIDC.Providers {
+		p := &c.OIDC.Providers[i]
+		str(&p.DisplayName, p.Name)
+		if len(p.Scopes) == 0 {
+			p.Scopes = []string{"openid", "email", "profile"}
+		}
+	}
+	num(c, &c.JWT.MaxTokenBytes, "jwt.max_token_bytes", 8<<10)
+	for i := range c.JWT.Issuers {
+		is := &c.JWT.Issuers[i]
+		if len(is.Algorithms) == 0 {
+			is.Algorithms = []string{"RS256", "ES256", "EdDSA"}
+		}
+		num(c, &is.ClockSkew, indexPath("jwt.issuers", i)+".clock_skew", Duration(30*time.Second))
+	}
+	num(c, &c.Assertion.Lifetime, "assertion.lifetime", Duration(time.Minute))
+	num(c, &c.Assertion.Rotation, "assertion.rotation", Duration(24*time.Hour))
 }
 
 func str(s *string, def string) {

@@ -43,6 +43,7 @@ func (c *Config) Validate() error {
 		v.add("keys.master_key", "required: Moat encrypts secrets at rest and refuses to start without a master key; make one with `umask 077 && moat keys generate > /etc/moat/master.key` and set master_key: file:/etc/moat/master.key")
 	}
 	v.accounts(c.Accounts)
+	v.identity(c)
 	if c.Backup != nil {
 		v.backup(*c.Backup)
 	}
@@ -321,6 +322,7 @@ func (v *validator) route(p string, r Route) {
 	if len(r.Roles) > 0 && r.Policy != PolicyAuthenticated {
 		v.add(p+".roles", "roles apply only to routes whose policy is authenticated")
 	}
+	v.routeMethods(p, r)
 	for i, role := range r.Roles {
 		v.check(indexPath(p+".roles", i), checkRole(role))
 	}

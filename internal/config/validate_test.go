@@ -82,6 +82,39 @@ func TestValidateRules(t *testing.T) {
 		{"bad role name", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Roles = []string{"Ad min"} }, "routes[0].roles[0]", "lower-case letters"},
 		{"route under the portal prefix", func(c *Config) { c.Routes[0].Path = "/.moat/x" }, "routes[0].path", "reserved for Moat's login portal"},
 
+		// Identity.
+		{"methods on a public route", func(c *Config) { c.Routes[0].Methods = []string{"jwt"} }, "routes[0].methods", "only to routes whose policy is authenticated"},
+		{"unknown method", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Methods = []string{"basic"} }, "routes[0].methods[0]", `unknown method "basic"`},
+		{"mtls without CAs", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Methods = []string{"mtls"} }, "routes[0].client_certs", "required with the mtls method"},
+		{"client certs without mtls", func(c *Config) {
+			c.Routes[0].Policy = PolicyAuthenticated
+			c.Routes[0].ClientCerts = &ClientCerts{CAs: []string{files.ca}}
+		}, "routes[0].client_certs", "does not list mtls"},
+		{"oidc provider with an inline secret", func(c *Config) {
+			c.OIDC.Providers = []OIDCProvider{{Name: "corp", Issuer: "https://idp.example.com", ClientID: "moat", ClientSecret: "hunter2"}}
+		}, "oidc.providers[0].client_secret", "must be a secret reference"},
+		{"oidc provider over plain http", func(c *Config) {
+			c.OIDC.Providers = []OIDCProvider{{Name: "corp", Issuer: "http://idp.example.com", ClientID: "moat", ClientSecret: "env:X"}}
+		}, "oidc.providers[0].issuer", "only for a loopback address"},
+		{"oidc provider name with capitals", func(c *Config) {
+			c.OIDC.Providers = []OIDCProvider{{Name: "Corp", Issuer: "https://idp.example.com", ClientID: "moat", ClientSecret: "env:X"}}
+		}, "oidc.providers[0].name", "lower-case letters"},
+		{"role map without a claim", func(c *Config) {
+			c.OIDC.Providers = []OIDCProvider{{Name: "corp", Issuer: "https://idp.example.com", ClientID: "moat", ClientSecret: "env:X",
+				RoleMap: []RoleMapping{{From: "eng", Roles: []string{"user"}}}}}
+		}, "oidc.providers[0].role_map", "needs roles_claim"},
+		{"jwt issuer without audiences", func(c *Config) { c.JWT.Issuers = []JWTIssuer{{Issuer: "https://idp.example.com"}} }, "jwt.issuers[0].audiences", "required"},
+		{"jwt issuer with HS256", func(c *Config) {
+			c.JWT.Issuers = []JWTIssuer{{Issuer: "https://idp.example.com", Audiences: []string{"api"}, Algorithms: []string{"HS256"}}}
+		}, "jwt.issuers[0].algorithms[0]", "never are"},
+		{"jwt issuer with alg none", func(c *Config) {
+			c.JWT.Issuers = []JWTIssuer{{Issuer: "https://idp.example.com", Audiences: []string{"api"}, Algorithms: []string{"none"}}}
+		}, "jwt.issuers[0].algorithms[0]", "is not accepted"},
+		{"jwt clock skew too lax", func(c *Config) {
+			c.JWT.Issuers = []JWTIssuer{{Issuer: "https://idp.example.com", Audiences: []string{"api"}, ClockSkew: Duration(time.Hour)}}
+		}, "jwt.issuers[0].clock_skew", "between 0 and 5m"},
+		{"assertion lifetime too long", func(c *Config) { c.Assertion.Lifetime = Duration(time.Hour) }, "assertion.lifetime", "at most 10m"},
+
 		// Accounts.
 		{"public url over http", func(c *Config) { c.Accounts.PublicURL = "http://login.example.com" }, "accounts.public_url", "want an absolute https URL"},
 		{"public url with a path", func(c *Config) { c.Accounts.PublicURL = "https://login.example.com/sso" }, "accounts.public_url", "must be an origin"},
