@@ -183,3 +183,32 @@ func serial(t testing.TB) *big.Int {
 	}
 	return n.Add(n, big.NewInt(1))
 }
+
+// ClientCertificate issues an ECDSA P-256 client certificate (extended key
+// usage clientAuth) with commonName, valid until notAfter, and returns it
+// ready for a tls.Config's Certificates, chain included.
+func (ca *CA) ClientCertificate(t testing.TB, commonName string, notAfter time.Time) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:   serial(t),
+		Subject:        pkix.Name{CommonName: commonName, Organization: []string{"Moat Test"}},
+		NotBefore:      time.Now().Add(-time.Hour),
+		NotAfter:       notAfter,
+		KeyUsage:       x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		EmailAddresses: []string{commonName + "@example.test"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}
+}
