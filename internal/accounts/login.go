@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"net/netip"
 	"slices"
@@ -45,6 +46,9 @@ type Principal struct {
 	Methods  []string // how the user authenticated: pwd, otp, recovery, webauthn
 	AuthTime time.Time
 	Pending  string // PendingMFA or PendingEnrollMFA while the login is unfinished
+	// SessionID names the session in logs and events without revealing
+	// it: the start of the hash of its token.
+	SessionID string
 }
 
 // PasswordLogin checks a user name and password. Every failure, whatever
@@ -258,7 +262,8 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 		_ = s.o.Sessions.Revoke(ctx, token)
 		return nil, session.ErrNoSession
 	}
-	p := &Principal{UserID: u.ID, Username: u.Username, Roles: u.Roles, AuthTime: sess.AuthTime}
+	p := &Principal{UserID: u.ID, Username: u.Username, Roles: u.Roles, AuthTime: sess.AuthTime,
+		SessionID: hex.EncodeToString(sess.IDHash[:min(8, len(sess.IDHash))])}
 	for _, m := range sess.Methods {
 		if strings.HasPrefix(m, "pending:") {
 			p.Pending = m

@@ -211,7 +211,8 @@ func newPortalServer(t *testing.T) *portalServer {
 				Providers:       []Provider{{Name: "Example ID", URL: "/.moat/oidc/example/start?return_to=%2Fapp"}}}
 		},
 		PathTOTP: func(w http.ResponseWriter, r *http.Request) (string, any) {
-			return PageEnrollTOTP, EnrollTOTPData{CSRF: s.csrf.Token(w, r), QRCode: qr, Key: mfa.EncodeSecret(secret), Issuer: "Moat", Account: "alice"}
+			return PageEnrollTOTP, EnrollTOTPData{CSRF: s.csrf.Token(w, r), QRCode: qr, Key: mfa.EncodeSecret(secret), Issuer: "Moat", Account: "alice",
+				PasskeysEnabled: true, MaxNameLength: 64}
 		},
 		PathPasskeys: func(w http.ResponseWriter, r *http.Request) (string, any) {
 			return PagePasskeys, PasskeysData{CSRF: s.csrf.Token(w, r), MaxNameLength: 64, Passkeys: []Passkey{
@@ -465,19 +466,28 @@ func TestBrowserLoginPage(t *testing.T) {
 	})
 }
 
-// TestBrowserPagesLoadClean loads a sample of every page and checks that
-// nothing was blocked or failed, and that the script and stylesheet ran.
+// TestBrowserPagesLoadClean loads every sample of every page and checks
+// that nothing was blocked or failed, and that the script and stylesheet
+// ran.
 func TestBrowserPagesLoadClean(t *testing.T) {
 	s := newPortalServer(t)
-	for name := range pageSpecs {
-		t.Run(name, func(t *testing.T) {
-			run := runChromium(t, s.URL+"/sample/"+name+"?driver=probe", "--dump-dom")
+	seen := map[string]int{}
+	for _, sp := range samplePages(t) {
+		n := seen[sp.page]
+		seen[sp.page]++
+		t.Run(sp.page+"/"+strconv.Itoa(n), func(t *testing.T) {
+			run := runChromium(t, s.URL+"/sample/"+sp.page+"?driver=probe&n="+strconv.Itoa(n), "--dump-dom")
 			assertClean(t, run)
 			if run.rootAttr("data-moat-js") != "ready" || run.rootAttr("data-probe-violations") != "0" {
 				t.Errorf("page did not load clean")
 			}
 			if vh := find(run.dom, func(n *html.Node) bool { return hasClass(n, "vh") }); len(vh) > 0 && run.rootAttr("data-probe-vh") != "absolute" {
 				t.Errorf("screen-reader-only text is not hidden by the stylesheet")
+			}
+			if run.rootAttr("data-moat-webauthn") == "yes" {
+				for _, n := range find(run.dom, func(n *html.Node) bool { return hasAttr(n, "data-moat-webauthn") && hasAttr(n, "hidden") }) {
+					t.Errorf("<%s> for passkeys still hidden in a browser with WebAuthn", n.Data)
+				}
 			}
 		})
 	}
@@ -544,6 +554,27 @@ func TestBrowserPasskeyLogin(t *testing.T) {
 	}
 }
 
+// TestBrowserHandlerLoginPage loads the login page as the real Handler
+// serves it, with passkeys on, and checks that it runs clean under its CSP
+// and reveals the passkey sign-in.
+func TestBrowserHandlerLoginPage(t *testing.T) {
+	chromiumPath(t)
+	f := newFlow(t)
+	run := runChromium(t, f.srv.URL+PathLogin+"?return_to=%2Fapp", "--dump-dom")
+	assertClean(t, run)
+	if run.rootAttr("data-moat-js") != "ready" || run.rootAttr("data-moat-webauthn") != "yes" {
+		t.Fatalf("webauthn.js did not run\n%s", tail(run.raw, 1500))
+	}
+	pk := formTo(run.dom, PathPasskeyLoginBegin)
+	if len(pk) != 1 || hasAttr(pk[0], "hidden") {
+		t.Fatalf("the passkey sign-in is missing or hidden")
+	}
+	rt := find(pk[0], func(n *html.Node) bool { return attr(n, "name") == FieldReturnTo })
+	if len(rt) != 1 || attr(rt[0], "value") != "/app" {
+		t.Errorf("the passkey sign-in does not carry the return address")
+	}
+}
+
 // TestBrowserPasskeyAutofill checks the conditional request webauthn.js
 // starts on a login page that offers passkeys in the user name's autofill.
 func TestBrowserPasskeyAutofill(t *testing.T) {
@@ -564,9 +595,18 @@ func TestBrowserPasskeyAutofill(t *testing.T) {
 	}
 }
 
+// TestBrowserPasskeyRegisterError adds a passkey from each page that
+// offers it: the passkeys page, and the authenticator app enrollment that
+// a user in an MFA role must pass.
 func TestBrowserPasskeyRegisterError(t *testing.T) {
+	for _, page := range []string{PathPasskeys, PathTOTP} {
+		t.Run(page, func(t *testing.T) { testBrowserPasskeyRegisterError(t, page) })
+	}
+}
+
+func testBrowserPasskeyRegisterError(t *testing.T, page string) {
 	s := newPortalServer(t)
-	run := runChromium(t, s.URL+PathPasskeys+"?driver=create", "--dump-dom", "--virtual-time-budget=10000")
+	run := runChromium(t, s.URL+page+"?driver=create", "--dump-dom", "--virtual-time-budget=10000")
 	s.noProblems(t)
 	var fin PasskeyFinish
 	select {
@@ -639,6 +679,8 @@ func TestBrowserScreenshots(t *testing.T) {
 		{"totp", PathTOTP, "1100,1300", "1"},
 		{"totp-dark", PathTOTP, "1100,1300", "0"},
 		{"account", PathAccount, "1100,1500", "1"},
+		{"passkeys", PathPasskeys, "1100,1300", "1"},
+		{"passkeys-dark", PathPasskeys, "1100,1300", "0"},
 	}
 	for _, sh := range shots {
 		t.Run(sh.name, func(t *testing.T) {

@@ -120,7 +120,11 @@ func newFlow(t *testing.T, opts ...flowOption) *flow {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewTLSServer(h)
+	// As the gateway mounts them: the assets beside the portal.
+	mux := http.NewServeMux()
+	mux.Handle(StaticPrefix, StaticHandler())
+	mux.Handle(Prefix, h)
+	srv := httptest.NewTLSServer(mux)
 	t.Cleanup(srv.Close)
 	return &flow{t: t, srv: srv, svc: svc, sessions: sessions, clock: c}
 }

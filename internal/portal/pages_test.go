@@ -83,7 +83,7 @@ func samplePages(t testing.TB) []struct {
 		{PageSetPassword, SetPasswordData{CSRF: testToken, Username: "alice", MinLength: 12, MaxLength: 128}},
 		{PageSetPassword, SetPasswordData{CSRF: testToken, Username: "alice", RequireCurrent: true, MinLength: 12,
 			CurrentError: "That is not your current password.", NewError: "This password appears in data breaches.", ConfirmError: "The two passwords differ."}},
-		{PageEnrollTOTP, EnrollTOTPData{CSRF: testToken, QRCode: qr, Key: mfa.EncodeSecret(secret), Issuer: "Moat", Account: "alice"}},
+		{PageEnrollTOTP, EnrollTOTPData{CSRF: testToken, QRCode: qr, Key: mfa.EncodeSecret(secret), Issuer: "Moat", Account: "alice", PasskeysEnabled: true, MaxNameLength: 64}},
 		{PageEnrollTOTP, EnrollTOTPData{CSRF: testToken, QRCode: qr, Key: mfa.FormatSecret(secret), Error: "That code is not right."}},
 		{PageRecoveryCodes, RecoveryCodesData{CSRF: testToken, Codes: []string{"k3v9-2mq8-xp4t", "a7c2-9dfe-h3jw", "q8n4-z2rt-5vby"}}},
 		{PageRecoveryCodes, RecoveryCodesData{CSRF: testToken, Codes: []string{"k3v9-2mq8-xp4t"}, Error: "Tick the box once you have saved the codes."}},
@@ -101,6 +101,7 @@ func samplePages(t testing.TB) []struct {
 				{Methods: "Password", Pending: true, Created: t0, LastSeen: t0},
 			}}},
 		{PageAccount, AccountData{CSRF: testToken, Username: "bob", Error: "Something failed."}},
+		{PageAccount, AccountData{CSRF: testToken, Username: "carol", TOTPEnabled: true, PasskeysEnabled: true, RecoveryCodesLeft: 3, Notice: "The authenticator app is turned off."}},
 		{PageLoggedOut, LoggedOutData{}},
 		{PageLoggedOut, LoggedOutData{Everywhere: true, LoginURL: "/.moat/login?return_to=%2Fapp"}},
 		{PageNotice, NoticeData{Title: "Link expired", Message: "This link is no longer valid.", Error: true, Link: PathLogin, LinkText: "Sign in"}},
@@ -210,7 +211,7 @@ func TestRenderEscapes(t *testing.T) {
 			PasskeysEnabled: true, Providers: []Provider{{Name: evil, URL: "/.moat/oidc/x/start"}}}},
 		{PageSecondFactor, SecondFactorData{CSRF: testToken, ReturnTo: evil, Error: evil, CodeError: evil, RecoveryError: evil, HasTOTP: true, HasPasskey: true}},
 		{PageSetPassword, SetPasswordData{CSRF: testToken, Username: evil, RequireCurrent: true, Error: evil, CurrentError: evil, NewError: evil, ConfirmError: evil}},
-		{PageEnrollTOTP, EnrollTOTPData{CSRF: testToken, QRCode: qr, Key: evil, Issuer: evil, Account: evil, Error: evil}},
+		{PageEnrollTOTP, EnrollTOTPData{CSRF: testToken, QRCode: qr, Key: evil, Issuer: evil, Account: evil, Error: evil, PasskeysEnabled: true}},
 		{PageRecoveryCodes, RecoveryCodesData{CSRF: testToken, Codes: []string{evil}, Error: evil}},
 		{PagePasskeys, PasskeysData{CSRF: testToken, Notice: evil, Error: evil, ErrorPasskey: evil,
 			Passkeys: []Passkey{{ID: evil, Name: evil, Created: t0}}}},
@@ -295,6 +296,43 @@ func TestEnrollTOTPEmbedsQRCode(t *testing.T) {
 	}
 	if w.Result().Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("the page with the secret may be cached")
+	}
+}
+
+func TestEnrollTOTPOffersPasskey(t *testing.T) {
+	p := testPages(t)
+	qr, secret := testQR(t)
+	for _, enabled := range []bool{true, false} {
+		t.Run(map[bool]string{true: "passkeys on", false: "passkeys off"}[enabled], func(t *testing.T) {
+			w := render(t, p, http.StatusOK, PageEnrollTOTP, EnrollTOTPData{CSRF: testToken, QRCode: qr, Key: mfa.EncodeSecret(secret), PasskeysEnabled: enabled, MaxNameLength: 64})
+			doc := checkPage(t, w.Body.Bytes(), checkOpts{csrf: testToken})
+			if len(formTo(doc, PathTOTP)) != 1 {
+				t.Errorf("the code form is missing")
+			}
+			pk := formTo(doc, PathPasskeyRegisterBegin)
+			if !enabled {
+				if len(pk) != 0 {
+					t.Errorf("a passkey is offered while passkeys are off")
+				}
+				return
+			}
+			if len(pk) != 1 || attr(pk[0], "data-moat-passkey") != "create" || attr(pk[0], "data-moat-finish") != PathPasskeyRegisterFinish {
+				t.Fatalf("the passkey form is missing or misconfigured")
+			}
+			hiddenAbove := false
+			for n := pk[0]; n != nil; n = n.Parent {
+				hiddenAbove = hiddenAbove || hasAttr(n, "hidden") && hasAttr(n, "data-moat-webauthn")
+			}
+			if !hiddenAbove {
+				t.Errorf("the passkey form shows in browsers without WebAuthn")
+			}
+			if st := find(pk[0], func(n *html.Node) bool { return hasAttr(n, "data-moat-status") }); len(st) != 1 || attr(st[0], "aria-live") != "polite" {
+				t.Errorf("the passkey form has no live status region")
+			}
+			if name := byID(doc, "passkey-name"); name == nil || attr(name, "name") != FieldName || attr(name, "maxlength") != "64" {
+				t.Errorf("the passkey name field is missing or unbounded")
+			}
+		})
 	}
 }
 
