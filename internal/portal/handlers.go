@@ -54,7 +54,7 @@ type HandlerOptions struct {
 	Accounts *accounts.Service
 	// Sessions is the manager Accounts uses; the handler reads the expiry
 	// of a session Accounts replaced, to give its cookie the right
-	// lifetime.
+	// lifetime, and lists the user's sessions on the account page.
 	Sessions *session.Manager
 	Pages    *Pages
 	CSRF     *CSRF
