@@ -8,6 +8,7 @@ import (
 	"net/netip"
 
 	"github.com/moatgw/moat/internal/event"
+	"github.com/moatgw/moat/internal/session"
 	"github.com/moatgw/moat/internal/store"
 )
 
@@ -236,3 +237,60 @@ func joinRoles(roles []string) string {
 
 // noAddr is for events that come from an operator, not a client.
 var noAddr netip.Addr
+
+// ChangePassword replaces the password of p, a signed-in user, after
+// checking the current one (a user without a password sets one with
+// current ""). A wrong current password counts against the account like a
+// failed sign-in and is ErrLoginFailed; a new password the policy refuses
+// is a *password.PolicyError. Every other session of the user ends, and
+// this one is replaced by a new one, whose token is returned.
+func (s *Service) ChangePassword(ctx context.Context, token string, p *Principal, current, newPassword string, ip netip.Addr) (string, error) {
+	if p.Pending != "" {
+		return "", session.ErrNoSession
+	}
+	u, err := s.o.Store.Users().Get(ctx, p.UserID)
+	if err != nil {
+		return "", err
+	}
+	acctKey := "u:" + u.Username
+	if d := s.o.Accounts.Check(acctKey); !d.Allowed() {
+		_, err := s.refusedEarly(ctx, u.Username, ip, "account", d.Locked)
+		return "", err
+	}
+	creds, err := s.o.Store.Credentials().ListByUser(ctx, u.ID)
+	if err != nil {
+		return "", err
+	}
+	for _, c := range creds {
+		if c.Kind != KindPassword {
+			continue
+		}
+		ok, _, err := s.o.Hasher.Verify(ctx, c.Hash, current)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			if s.o.Accounts.Fail(acctKey) {
+				s.record(ctx, "account.locked", event.Denied, u.Username, ip, "lockout.account", map[string]string{"reason": "password_change"})
+			}
+			s.record(ctx, "login.failed", event.Failure, u.Username, ip, "password_change", map[string]string{"reason": "wrong_password"})
+			return "", ErrLoginFailed
+		}
+	}
+	if err := s.o.Policy.Check(newPassword, u.Username); err != nil {
+		return "", err
+	}
+	if err := s.setPassword(ctx, u, newPassword); err != nil {
+		return "", err
+	}
+	s.o.Accounts.Succeed(acctKey)
+	if _, err := s.o.Sessions.RevokeUser(ctx, u.ID); err != nil {
+		return "", err
+	}
+	tok, _, err := s.o.Sessions.Create(ctx, u.ID, p.Methods, p.AuthTime)
+	if err != nil {
+		return "", err
+	}
+	s.record(ctx, "password.changed", event.Success, u.Username, ip, "account", nil)
+	return tok, nil
+}

@@ -40,6 +40,7 @@ const (
 	msgEnrollRetry  = "The code is not correct. Scan this new code, or type the new key, and try again."
 	msgMismatch     = "The two passwords are not the same."
 	msgPasswordSet  = "Your password is set. Sign in with it."
+	msgCurrentWrong = "The current password is not correct. After a few wrong tries the account is locked for a while."
 )
 
 // loginNotices are the notices the login page shows, chosen by the
@@ -399,6 +400,12 @@ func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if enrollToken(r) == "" {
+		if p, _, ok := h.principal(w, r); !ok {
+			return
+		} else if p != nil && p.Pending == "" {
+			h.renderChangePassword(w, r, http.StatusOK, p, SetPasswordData{})
+			return
+		}
 		h.notice(w, r, http.StatusBadRequest, NoticeData{
 			Title:   "Open the link you were sent",
 			Message: "To choose a password, open the link you were given for it.",
@@ -415,10 +422,29 @@ func (h *Handler) renderPassword(w http.ResponseWriter, r *http.Request, status 
 	h.o.Pages.Render(w, r, status, PageSetPassword, &d)
 }
 
+// renderChangePassword shows the password form to a signed-in user, who
+// must give the current password when there is one.
+func (h *Handler) renderChangePassword(w http.ResponseWriter, r *http.Request, status int, p *accounts.Principal, d SetPasswordData) {
+	factors, err := h.o.Accounts.Factors(r.Context(), p.UserID)
+	if err != nil {
+		h.internal(w, r, "listing factors", err)
+		return
+	}
+	d.RequireCurrent = factors[accounts.KindPassword] > 0
+	h.renderPassword(w, r, status, d)
+}
+
 func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	tok := enrollToken(r)
 	if tok == "" {
-		h.invalidLink(w, r)
+		p, sessTok, ok := h.principal(w, r)
+		switch {
+		case !ok:
+		case p != nil && p.Pending == "":
+			h.changePassword(w, r, p, sessTok)
+		default:
+			h.invalidLink(w, r)
+		}
 		return
 	}
 	pw := r.PostFormValue(FieldNewPassword)
@@ -444,6 +470,38 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	clearEnrollCookie(w)
 	redirect(w, PathLogin+"?notice=password_set")
+}
+
+// changePassword is the password form of a signed-in user.
+func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request, p *accounts.Principal, sessTok string) {
+	pw := r.PostFormValue(FieldNewPassword)
+	if pw != r.PostFormValue(FieldConfirmPassword) {
+		h.renderChangePassword(w, r, http.StatusBadRequest, p, SetPasswordData{ConfirmError: msgMismatch})
+		return
+	}
+	newTok, err := h.o.Accounts.ChangePassword(r.Context(), sessTok, p, r.PostFormValue(FieldCurrentPassword), pw, clientIP(r))
+	var pe *password.PolicyError
+	switch {
+	case errors.As(err, &pe):
+		h.renderChangePassword(w, r, http.StatusBadRequest, p, SetPasswordData{NewError: sentence(pe.Error())})
+		return
+	case errors.Is(err, accounts.ErrLoginFailed):
+		h.renderChangePassword(w, r, http.StatusUnauthorized, p, SetPasswordData{CurrentError: msgCurrentWrong})
+		return
+	case errors.Is(err, accounts.ErrBusy):
+		h.busy(w, r)
+		return
+	case errors.Is(err, session.ErrNoSession):
+		redirect(w, withReturn(PathLogin, PathPassword))
+		return
+	case err != nil:
+		h.internal(w, r, "changing a password", err)
+		return
+	}
+	if !h.setCookie(w, r, newTok) {
+		return
+	}
+	redirect(w, PathAccount+"?notice=password_changed")
 }
 
 func (h *Handler) invalidLink(w http.ResponseWriter, r *http.Request) {

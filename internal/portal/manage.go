@@ -31,7 +31,8 @@ const (
 // fixed texts, never text from the address.
 var (
 	accountNotices = map[string]string{
-		"totp_removed": "The authenticator app is turned off.",
+		"totp_removed":     "The authenticator app is turned off.",
+		"password_changed": "Your password is changed. Every other session of yours has ended.",
 	}
 	passkeyNotices = map[string]string{
 		"added":   "Passkey added.",

@@ -211,6 +211,7 @@ func (s *Server) portalHandler(ctx context.Context, cfg *config.Config) (http.Ha
 		FlashKey:          flashKey,
 		PasswordPolicyMin: cfg.Accounts.Password.MinLength,
 		PasswordPolicyMax: cfg.Accounts.Password.MaxLength,
+		Now:               s.now,
 		Logger:            s.baseLogger,
 	})
 	if err != nil {

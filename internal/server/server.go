@@ -50,6 +50,7 @@ type Server struct {
 	certs atomic.Pointer[tlsState]
 	state *State // the store and key ring
 
+	now       func() time.Time // the clock of accounts, sessions and the portal
 	accounts  *Accounts
 	portal    http.Handler // the login portal under /.moat/
 	bootstrap string       // the first admin's enrollment link, if one was made at this start
@@ -132,6 +133,10 @@ func New(o Options) (*Server, error) {
 // openAccounts opens the accounts capability and the portal on it, and
 // makes the first admin of an empty store.
 func (s *Server) openAccounts(cfg *config.Config, now func() time.Time) error {
+	if now == nil {
+		now = time.Now
+	}
+	s.now = now
 	var err error
 	if s.accounts, err = OpenAccounts(s.ctx, cfg, s.state, s.events, s.baseLogger, now); err != nil {
 		return fmt.Errorf("accounts: %w", err)
