@@ -68,6 +68,10 @@ type HandlerOptions struct {
 	// PasswordPolicyMin and PasswordPolicyMax are the password policy's
 	// bounds, shown on the set-password page (Max 0 leaves it unsaid).
 	PasswordPolicyMin, PasswordPolicyMax int
+	// Providers are the external identity providers the login page
+	// offers; their URL is the path that starts a login, to which the
+	// page adds the return address.
+	Providers []Provider
 	// PasskeyAutofill also offers passkeys in the login page's user name
 	// autofill, when passkeys are on. It begins a ceremony on every view
 	// of the login page.
@@ -171,6 +175,12 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, status int, d LoginData) {
 	d.CSRF = h.o.CSRF.Token(w, r)
+	for _, p := range h.o.Providers {
+		if d.ReturnTo != "" {
+			p.URL += "?" + FieldReturnTo + "=" + url.QueryEscape(d.ReturnTo)
+		}
+		d.Providers = append(d.Providers, p)
+	}
 	d.PasskeysEnabled = h.o.Accounts.PasskeysEnabled()
 	d.PasskeyAutofill = d.PasskeysEnabled && h.o.PasskeyAutofill
 	h.o.Pages.Render(w, r, status, PageLogin, &d)

@@ -15,6 +15,7 @@ import (
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/event"
 	"github.com/moatgw/moat/internal/lockout"
+	"github.com/moatgw/moat/internal/oidc"
 	"github.com/moatgw/moat/internal/passkey"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/portal"
@@ -29,6 +30,7 @@ const lockoutKeys = 100_000
 const (
 	secretCSRFKey  = "portal.csrf-key"
 	secretFlashKey = "portal.flash-key"
+	secretOIDCKey  = "oidc.state-key"
 )
 
 // Accounts is the accounts capability, opened: the service and the session
@@ -203,7 +205,12 @@ func (s *Server) portalHandler(ctx context.Context, cfg *config.Config) (http.Ha
 	if err != nil {
 		return nil, err
 	}
+	rp, providers, err := s.oidcRP(ctx, cfg, pages)
+	if err != nil {
+		return nil, err
+	}
 	h, err := portal.NewHandler(portal.HandlerOptions{
+		Providers:         providers,
 		Accounts:          s.accounts.Service,
 		Sessions:          s.accounts.Sessions,
 		Pages:             pages,
@@ -219,8 +226,71 @@ func (s *Server) portalHandler(ctx context.Context, cfg *config.Config) (http.Ha
 	}
 	mux := http.NewServeMux()
 	mux.Handle(portal.StaticPrefix, portal.StaticHandler())
+	if rp != nil {
+		mux.Handle(oidc.StartPrefix, rp.Handler())
+	}
 	mux.Handle(portal.Prefix, h)
 	return mux, nil
+}
+
+// oidcRP builds the OpenID Connect sign-in for the configured providers,
+// or returns nil when there are none.
+func (s *Server) oidcRP(ctx context.Context, cfg *config.Config, pages *portal.Pages) (*oidc.RP, []portal.Provider, error) {
+	if len(cfg.OIDC.Providers) == 0 {
+		return nil, nil, nil
+	}
+	key, err := s.state.Store.Secrets().GetOrCreate(ctx, secretOIDCKey, 32)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ps []oidc.Provider
+	for _, p := range cfg.OIDC.Providers {
+		secret, err := p.ClientSecret.Resolve()
+		if err != nil {
+			return nil, nil, fmt.Errorf("oidc provider %s: client_secret: %w", p.Name, err)
+		}
+		var roleMap map[string][]string
+		for _, m := range p.RoleMap {
+			if roleMap == nil {
+				roleMap = map[string][]string{}
+			}
+			roleMap[m.From] = append(roleMap[m.From], m.Roles...)
+		}
+		ps = append(ps, oidc.Provider{
+			Name: p.Name, DisplayName: p.DisplayName, Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: secret,
+			Scopes: p.Scopes, UsernameClaim: p.UsernameClaim, RolesClaim: p.RolesClaim, RoleMap: roleMap,
+			DefaultRoles: p.DefaultRoles, AllowedEmailDomains: p.AllowedEmailDomains, AllowedGroups: p.AllowedGroups,
+		})
+	}
+	rp, err := oidc.New(oidc.Options{
+		Providers: ps,
+		PublicURL: cfg.Accounts.PublicURL,
+		Accounts:  s.accounts.Service,
+		Sessions:  s.accounts.Sessions,
+		StateKey:  key,
+		Client:    s.oidcClient,
+		Now:       s.now,
+		Logger:    s.baseLogger.With("component", "oidc"),
+		Events:    s.events,
+		Pages:     noticePager{pages},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("oidc: %w", err)
+	}
+	var links []portal.Provider
+	for _, l := range rp.Providers() {
+		links = append(links, portal.Provider{Name: l.DisplayName, URL: l.StartURL})
+	}
+	return rp, links, nil
+}
+
+// noticePager shows the OIDC sign-in's error pages as portal notices.
+type noticePager struct{ pages *portal.Pages }
+
+func (n noticePager) Error(w http.ResponseWriter, r *http.Request, status int, title, message string) {
+	n.pages.Render(w, r, status, portal.PageNotice, &portal.NoticeData{
+		Title: title, Message: message, Error: true, Link: portal.PathLogin, LinkText: "Back to the sign-in page",
+	})
 }
 
 // redisCeremonies keeps WebAuthn ceremonies in Redis, so that a ceremony

@@ -34,6 +34,10 @@ type Options struct {
 	// Now is the clock of sessions, lockouts and passkey ceremonies; nil
 	// means time.Now. Tests set it to move time on.
 	Now func() time.Time
+	// HTTPClient makes Moat's own requests to identity providers (OIDC
+	// discovery and tokens, JWT key sets); nil means a client with a 10 s
+	// timeout. Tests set it to trust their provider's certificate.
+	HTTPClient *http.Client
 }
 
 // Server is a running gateway: the HTTPS listener, the optional plain-HTTP
@@ -50,10 +54,11 @@ type Server struct {
 	certs atomic.Pointer[tlsState]
 	state *State // the store and key ring
 
-	now       func() time.Time // the clock of accounts, sessions and the portal
-	accounts  *Accounts
-	portal    http.Handler // the login portal under /.moat/
-	bootstrap string       // the first admin's enrollment link, if one was made at this start
+	now        func() time.Time // the clock of accounts, sessions and the portal
+	oidcClient *http.Client
+	accounts   *Accounts
+	portal     http.Handler // the login portal under /.moat/
+	bootstrap  string       // the first admin's enrollment link, if one was made at this start
 
 	mu       sync.Mutex // serialises Reload and Shutdown
 	ctx      context.Context
@@ -102,6 +107,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.events = countingRecorder{next: o.Events, events: s.metrics.events}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.oidcClient = o.HTTPClient
 
 	snap, err := s.compile(o.Config)
 	if err != nil {

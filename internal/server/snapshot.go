@@ -80,7 +80,10 @@ func (s *Server) compile(cfg *config.Config) (*snapshot, error) {
 		noRoute:    s.metrics.forRoute(""),
 		accessLog:  cfg.Log.AccessEnabled(),
 	}
-	snap.portal = &compiledRoute{name: portalRoute, policy: policyPortal, headers: own, handler: s.portal, metrics: s.metrics.forRoute(portalRoute)}
+	// The portal is built once the store is open, after the first compile:
+	// look it up at each request.
+	portal := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.portal.ServeHTTP(w, r) })
+	snap.portal = &compiledRoute{name: portalRoute, policy: policyPortal, headers: own, handler: portal, metrics: s.metrics.forRoute(portalRoute)}
 	var specs, denySpecs []route.Spec[*compiledRoute]
 	var errs []error
 	for i := range cfg.Routes {

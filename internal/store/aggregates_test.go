@@ -360,6 +360,13 @@ func testAPIKeys(t *testing.T, b backend) {
 	if !got.LastUsedAt.Equal(t0.Add(time.Minute)) || !got.RevokedAt.Equal(t0.Add(2*time.Minute)) {
 		t.Fatalf("after Touch and Revoke: %+v", got)
 	}
+	// An earlier revocation brings a later one forward.
+	if err := ks.Revoke(ctx, k1.ID, t0.Add(90*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = ks.GetByPrefix(ctx, "moat_ab12"); !got.RevokedAt.Equal(t0.Add(90 * time.Second)) {
+		t.Fatalf("an earlier revocation left RevokedAt at %v, want %v", got.RevokedAt, t0.Add(90*time.Second))
+	}
 }
 
 func testSigningKeys(t *testing.T, b backend) {

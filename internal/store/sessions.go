@@ -144,7 +144,7 @@ const (
 	insertAPIKey   = `INSERT INTO api_keys (id, name, owner, prefix, hash, scopes, created_at, expires_at, revoked_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 	selectAPIKeyBy = `SELECT id, name, owner, prefix, hash, scopes, created_at, expires_at, revoked_at, last_used_at FROM api_keys WHERE prefix = $1`
 	listAPIKeys    = `SELECT id, name, owner, prefix, hash, scopes, created_at, expires_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at, id`
-	revokeAPIKey   = `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2`
+	revokeAPIKey   = `UPDATE api_keys SET revoked_at = CASE WHEN revoked_at IS NULL OR revoked_at > $1 THEN $1 ELSE revoked_at END WHERE id = $2`
 	touchAPIKey    = `UPDATE api_keys SET last_used_at = $1 WHERE id = $2`
 )
 
@@ -216,8 +216,9 @@ func (as apiKeyStore) List(ctx context.Context) ([]*APIKey, error) {
 	return out, nil
 }
 
-// Revoke marks the key revoked at at; revoking it again keeps the first
-// time.
+// Revoke marks the key revoked from at on, which may be in the future (a
+// rotated key's grace period); revoking it again keeps the earlier time,
+// so a revocation can be brought forward but never put off.
 func (as apiKeyStore) Revoke(ctx context.Context, id string, at time.Time) error {
 	if err := as.s.execOne(ctx, revokeAPIKey, micros(at), id); err != nil {
 		return fmt.Errorf("revoking api key: %w", err)
