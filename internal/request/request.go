@@ -26,6 +26,9 @@ type Info struct {
 	// Principal is who the request is made by, set by the authentication
 	// stage; nil for an anonymous request or before that stage.
 	Principal *authn.Principal
+	// Assertion is the signed identity assertion for the upstream, made
+	// by the authentication stage with the principal.
+	Assertion string
 }
 
 type ctxKey struct{}

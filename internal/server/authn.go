@@ -7,7 +7,10 @@ import (
 	"strings"
 
 	"github.com/moatgw/moat/internal/accounts"
+	"github.com/moatgw/moat/internal/apikey"
+	"github.com/moatgw/moat/internal/assertion"
 	"github.com/moatgw/moat/internal/authn"
+	"github.com/moatgw/moat/internal/jwtauth"
 	"github.com/moatgw/moat/internal/portal"
 	"github.com/moatgw/moat/internal/problem"
 	"github.com/moatgw/moat/internal/request"
@@ -21,46 +24,176 @@ const (
 	headerRoles = "X-Moat-Roles"
 )
 
+// methodSet is the set of authentication methods a route accepts.
+type methodSet uint8
+
+const (
+	acceptSession methodSet = 1 << iota
+	acceptJWT
+	acceptAPIKey
+	acceptMTLS
+)
+
+func parseMethods(names []string) methodSet {
+	var m methodSet
+	for _, n := range names {
+		switch n {
+		case authn.MethodSession:
+			m |= acceptSession
+		case authn.MethodJWT:
+			m |= acceptJWT
+		case authn.MethodAPIKey:
+			m |= acceptAPIKey
+		case authn.MethodMTLS:
+			m |= acceptMTLS
+		}
+	}
+	return m
+}
+
+func (m methodSet) has(x methodSet) bool { return m&x != 0 }
+
 // isPortalPath reports whether p is the login portal's: /.moat or below.
 func isPortalPath(p string) bool {
 	return strings.HasPrefix(p, portal.Prefix) || p == strings.TrimSuffix(portal.Prefix, "/")
 }
 
-// authenticate establishes who makes a request to a route that needs a
-// signed-in user, and checks the route's roles. It sets info.Principal and
-// returns true when the request may go on; otherwise it has answered: a
-// login redirect or 401, 403 for a missing role, 503 when the session
-// store cannot answer (fail closed).
+// authenticate establishes who makes a request to a route whose policy is
+// authenticated, with one of the methods the route accepts, and checks the
+// route's roles. It sets info.Principal and returns true when the request
+// may go on; otherwise it has answered.
+//
+// Credentials a client sends explicitly come first: an API key or a bearer
+// token in the request's headers is checked, and a bad one is refused even
+// when the request also carries a good session cookie, so a client learns
+// its credential is wrong rather than being served as someone else. Then a
+// client certificate, then the session cookie. Every check that cannot be
+// made (the store, Redis or an issuer's keys unreachable) refuses with
+// 503: Moat fails closed.
 func (g gateway) authenticate(w http.ResponseWriter, r *http.Request, info *request.Info, snap *snapshot, rt *compiledRoute) bool {
-	var p *accounts.Principal
+	p, ok := g.identify(w, r, info, snap, rt)
+	if !ok {
+		return false
+	}
+	info.Principal = p
+	if !p.HasRole(rt.roles...) {
+		g.refuse(w, r, info, snap, "policy.roles", &problem.Error{Status: http.StatusForbidden})
+		return false
+	}
+	if g.s.assertions != nil {
+		tok, err := g.s.assertions.Sign(p, rt.name, info.ID)
+		if err != nil {
+			// An upstream may trust only the assertion: never send the
+			// request on without it.
+			g.unavailable(w, r, info, snap, "assertion.unavailable", "signing the identity assertion", err)
+			return false
+		}
+		info.Assertion = tok
+	}
+	return true
+}
+
+// identify returns the request's principal, or answers and returns false.
+func (g gateway) identify(w http.ResponseWriter, r *http.Request, info *request.Info, snap *snapshot, rt *compiledRoute) (*authn.Principal, bool) {
+	ctx := r.Context()
+	if key := apikey.FromRequest(r); key != "" {
+		if !rt.methods.has(acceptAPIKey) {
+			g.unauthorized(w, r, info, snap, rt, "authn.method", "This route does not accept API keys.")
+			return nil, false
+		}
+		rec, err := g.s.apikeys.Verify(ctx, key)
+		switch {
+		case errors.Is(err, apikey.ErrInvalid):
+			w.Header().Add("WWW-Authenticate", `Bearer error="invalid_token", error_description="the API key is not valid"`)
+			g.unauthorized(w, r, info, snap, rt, "apikey."+apikey.Reason(err), "The API key is not valid: it is unknown, expired or revoked.")
+			return nil, false
+		case err != nil:
+			g.unavailable(w, r, info, snap, "apikey.unavailable", "checking an API key", err)
+			return nil, false
+		}
+		return g.s.apikeys.Principal(rec), true
+	}
+	if tok := jwtauth.FromRequest(r); tok != "" {
+		if !rt.methods.has(acceptJWT) || g.s.jwt == nil {
+			g.unauthorized(w, r, info, snap, rt, "authn.method", "This route does not accept bearer tokens.")
+			return nil, false
+		}
+		p, err := g.s.jwt.Verify(ctx, tok)
+		var je *jwtauth.Error
+		switch {
+		case errors.As(err, &je) && je.Status() == http.StatusServiceUnavailable:
+			g.unavailable(w, r, info, snap, "jwt.unavailable", "checking a bearer token", err)
+			return nil, false
+		case errors.As(err, &je):
+			w.Header().Set("WWW-Authenticate", je.WWWAuthenticate())
+			g.refuse(w, r, info, snap, "jwt."+je.Reason, &problem.Error{Status: je.Status(), Detail: sentence(je.Description)})
+			return nil, false
+		case err != nil:
+			g.unavailable(w, r, info, snap, "jwt.unavailable", "checking a bearer token", err)
+			return nil, false
+		}
+		return p, true
+	}
+	if r.Header.Get("Authorization") != "" {
+		g.unauthorized(w, r, info, snap, rt, "authn.scheme", "The Authorization header holds no credential this route accepts.")
+		return nil, false
+	}
+	if rt.methods.has(acceptMTLS) && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		p, err := rt.mtls.Verify(r.TLS)
+		if err != nil {
+			g.s.logger.Info("client certificate refused", "request_id", info.ID, "route", rt.name, "err", err)
+			g.unauthorized(w, r, info, snap, rt, "mtls.refused", "The client certificate is not accepted on this route.")
+			return nil, false
+		}
+		return p, true
+	}
+	if !rt.methods.has(acceptSession) {
+		g.unauthorized(w, r, info, snap, rt, "authn.required", "This route needs credentials.")
+		return nil, false
+	}
+	var sp *accounts.Principal
 	if tok := session.TokenFromRequest(r); tok != "" {
 		var err error
-		p, err = g.s.accounts.Service.Authenticate(r.Context(), tok)
+		sp, err = g.s.accounts.Service.Authenticate(ctx, tok)
 		switch {
 		case errors.Is(err, session.ErrNoSession):
 			session.ClearCookie(w) // ended, expired or unknown: let the browser forget it
 		case err != nil:
-			g.s.logger.Error("checking a session", "request_id", info.ID, "err", err)
-			w.Header().Set("Retry-After", "5")
-			g.refuse(w, r, info, snap, "session.unavailable", &problem.Error{Status: http.StatusServiceUnavailable,
-				Detail: "Moat cannot check sessions right now. Try again shortly."})
-			return false
+			g.unavailable(w, r, info, snap, "session.unavailable", "checking a session", err)
+			return nil, false
 		}
 	}
-	if p == nil || p.Pending != "" {
-		g.challenge(w, r, info, snap, p)
-		return false
+	if sp == nil || sp.Pending != "" {
+		g.challenge(w, r, info, snap, rt, sp)
+		return nil, false
 	}
-	pr := &authn.Principal{
-		Subject: p.UserID, Name: p.Username, Roles: p.Roles, Method: authn.MethodSession, Issuer: authn.LocalIssuer,
-		AuthMethods: p.Methods, AuthTime: p.AuthTime,
+	return &authn.Principal{
+		Subject: sp.UserID, Name: sp.Username, Roles: sp.Roles, Method: authn.MethodSession, Issuer: authn.LocalIssuer,
+		AuthMethods: sp.Methods, AuthTime: sp.AuthTime, SessionID: sp.SessionID,
+	}, true
+}
+
+// unauthorized answers 401 problem+json with a challenge for each method
+// the route accepts.
+func (g gateway) unauthorized(w http.ResponseWriter, r *http.Request, info *request.Info, snap *snapshot, rt *compiledRoute, rule, detail string) {
+	h := w.Header()
+	if len(h.Values("WWW-Authenticate")) == 0 {
+		if rt.methods.has(acceptJWT | acceptAPIKey) {
+			h.Add("WWW-Authenticate", `Bearer realm="moat"`)
+		}
+		if rt.methods.has(acceptSession) {
+			h.Add("WWW-Authenticate", `Cookie realm="moat", login="`+portal.PathLogin+`"`)
+		}
 	}
-	info.Principal = pr
-	if !pr.HasRole(rt.roles...) {
-		g.refuse(w, r, info, snap, "policy.roles", &problem.Error{Status: http.StatusForbidden})
-		return false
-	}
-	return true
+	g.refuse(w, r, info, snap, rule, &problem.Error{Status: http.StatusUnauthorized, Detail: detail})
+}
+
+// unavailable answers 503 when a credential could not be checked.
+func (g gateway) unavailable(w http.ResponseWriter, r *http.Request, info *request.Info, snap *snapshot, rule, what string, err error) {
+	g.s.logger.Error(what, "request_id", info.ID, "err", err)
+	w.Header().Set("Retry-After", "5")
+	g.refuse(w, r, info, snap, rule, &problem.Error{Status: http.StatusServiceUnavailable,
+		Detail: "Moat cannot check credentials right now. Try again shortly."})
 }
 
 // challenge answers a request that needs a login it does not have. A
@@ -68,15 +201,13 @@ func (g gateway) authenticate(w http.ResponseWriter, r *http.Request, info *requ
 // factor its unfinished login waits for), with the address to come back
 // to; anything else (an API call, a form post, a script) gets 401
 // problem+json, since a redirect would only hand it an HTML page.
-func (g gateway) challenge(w http.ResponseWriter, r *http.Request, info *request.Info, snap *snapshot, pending *accounts.Principal) {
+func (g gateway) challenge(w http.ResponseWriter, r *http.Request, info *request.Info, snap *snapshot, rt *compiledRoute, pending *accounts.Principal) {
 	rule := "authn.required"
 	if pending != nil {
 		rule = "authn.unfinished"
 	}
 	if !wantsPage(r) {
-		w.Header().Set("WWW-Authenticate", `Cookie realm="moat", login="`+portal.PathLogin+`"`)
-		g.refuse(w, r, info, snap, rule, &problem.Error{Status: http.StatusUnauthorized,
-			Detail: "Sign in first: this route needs an authenticated user."})
+		g.unauthorized(w, r, info, snap, rt, rule, "Sign in first: this route needs an authenticated user.")
 		return
 	}
 	back := r.URL.EscapedPath()
@@ -113,14 +244,31 @@ func wantsPage(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
-// identityHeaders passes the principal to the upstream.
+// sentence turns a public error description into a sentence.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	s = strings.ToUpper(s[:1]) + s[1:]
+	if !strings.HasSuffix(s, ".") {
+		s += "."
+	}
+	return s
+}
+
+// identityHeaders passes the principal to the upstream: the user name and
+// roles in plain headers, and everything in the signed assertion.
 func identityHeaders(r *http.Request, h http.Header) {
 	info := request.From(r.Context())
 	if info == nil || info.Principal == nil {
 		return
 	}
-	h[headerUser] = []string{info.Principal.Name}
-	if len(info.Principal.Roles) > 0 {
-		h[headerRoles] = []string{strings.Join(info.Principal.Roles, ",")}
+	p := info.Principal
+	h[headerUser] = []string{p.Name}
+	if len(p.Roles) > 0 {
+		h[headerRoles] = []string{strings.Join(p.Roles, ",")}
+	}
+	if info.Assertion != "" {
+		h[assertion.Header] = []string{info.Assertion}
 	}
 }

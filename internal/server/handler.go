@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moatgw/moat/internal/assertion"
 	"github.com/moatgw/moat/internal/clientip"
 	"github.com/moatgw/moat/internal/event"
 	"github.com/moatgw/moat/internal/problem"
@@ -35,9 +36,12 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(request.With(r.Context(), info))
 
 	var rt *compiledRoute
-	if isPortalPath(r.URL.Path) {
+	switch {
+	case isPortalPath(r.URL.Path):
 		rt = snap.portal
-	} else {
+	case r.URL.Path == assertion.JWKSPath:
+		rt = snap.jwks
+	default:
 		rt, _ = snap.routes.Match(r.Host, r.URL.Path)
 	}
 	var rw *responseWriter
@@ -68,7 +72,7 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch rt.policy {
-	case policyPublic, policyPortal:
+	case policyPublic, policyPortal, policyMoat:
 		rt.handler.ServeHTTP(rw, r)
 	case policyAuthenticated:
 		if g.authenticate(rw, r, info, snap, rt) {

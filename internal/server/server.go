@@ -18,10 +18,13 @@ import (
 
 	"golang.org/x/net/netutil"
 
+	"github.com/moatgw/moat/internal/apikey"
+	"github.com/moatgw/moat/internal/assertion"
 	"github.com/moatgw/moat/internal/backup"
 	"github.com/moatgw/moat/internal/certs"
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/event"
+	"github.com/moatgw/moat/internal/jwtauth"
 )
 
 // Options are what a Server is built from.
@@ -56,6 +59,9 @@ type Server struct {
 
 	now        func() time.Time // the clock of accounts, sessions and the portal
 	oidcClient *http.Client
+	apikeys    *apikey.Service
+	jwt        *jwtauth.Verifier // nil without jwt.issuers
+	assertions *assertion.Signer
 	accounts   *Accounts
 	portal     http.Handler // the login portal under /.moat/
 	bootstrap  string       // the first admin's enrollment link, if one was made at this start
@@ -108,6 +114,10 @@ func New(o Options) (*Server, error) {
 	s.events = countingRecorder{next: o.Events, events: s.metrics.events}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.oidcClient = o.HTTPClient
+	s.now = o.Now
+	if s.now == nil {
+		s.now = time.Now
+	}
 
 	snap, err := s.compile(o.Config)
 	if err != nil {
@@ -118,8 +128,14 @@ func New(o Options) (*Server, error) {
 		snap.close()
 		return nil, err
 	}
-	if err := s.openAccounts(o.Config, o.Now); err != nil {
+	if err := s.openAccounts(o.Config); err != nil {
 		snap.close()
+		_ = s.state.Close()
+		return nil, err
+	}
+	if err := s.openIdentity(o.Config); err != nil {
+		snap.close()
+		_ = s.accounts.Close()
 		_ = s.state.Close()
 		return nil, err
 	}
@@ -138,13 +154,9 @@ func New(o Options) (*Server, error) {
 
 // openAccounts opens the accounts capability and the portal on it, and
 // makes the first admin of an empty store.
-func (s *Server) openAccounts(cfg *config.Config, now func() time.Time) error {
-	if now == nil {
-		now = time.Now
-	}
-	s.now = now
+func (s *Server) openAccounts(cfg *config.Config) error {
 	var err error
-	if s.accounts, err = OpenAccounts(s.ctx, cfg, s.state, s.events, s.baseLogger, now); err != nil {
+	if s.accounts, err = OpenAccounts(s.ctx, cfg, s.state, s.events, s.baseLogger, s.now); err != nil {
 		return fmt.Errorf("accounts: %w", err)
 	}
 	if s.portal, err = s.portalHandler(s.ctx, cfg); err != nil {
@@ -217,7 +229,7 @@ func (s *Server) Start() error {
 	gw.TLSConfig = &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return s.certs.Load().conf, nil
+			return s.snap.Load().tlsConfig(s.certs.Load().conf), nil
 		},
 	}
 	if lim.MaxConnections > 0 {
@@ -240,6 +252,7 @@ func (s *Server) Start() error {
 	}
 	s.snap.Load().start(s.ctx)
 	s.wg.Go(s.refreshKeys)
+	s.startIdentity()
 	if err := s.startBackups(cfg); err != nil {
 		s.closeAll()
 		return err

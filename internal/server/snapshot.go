@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/moatgw/moat/internal/clientcert"
 	"github.com/moatgw/moat/internal/clientip"
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/headers"
@@ -28,6 +29,7 @@ const (
 	policyPublic
 	policyAuthenticated
 	policyPortal // Moat's own login portal
+	policyMoat   // Moat's other own public documents (the assertion keys)
 )
 
 // portalRoute names the login portal in metrics, logs and events; route
@@ -39,7 +41,9 @@ const portalRoute = ".moat"
 type compiledRoute struct {
 	name    string
 	policy  policy
-	roles   []string // with policyAuthenticated: any of these, or any user when empty
+	roles   []string             // with policyAuthenticated: any of these, or any user when empty
+	methods methodSet            // with policyAuthenticated: how callers may authenticate
+	mtls    *clientcert.Verifier // with the mtls method
 	headers *headers.Set
 	handler http.Handler // the proxy; nil for deny routes
 	proxy   *proxy.Proxy
@@ -49,16 +53,18 @@ type compiledRoute struct {
 // snapshot is an immutable compiled configuration. A reload builds a new
 // one and swaps it in whole.
 type snapshot struct {
-	cfg        *config.Config
-	routes     *route.Table[*compiledRoute]
-	denies     *route.Table[*compiledRoute] // deny routes only, matched loosely
-	list       []*compiledRoute
-	redirects  hostSet // hosts the plain-HTTP listener redirects
-	trusted    *clientip.Trusted
-	ownHeaders *headers.Set // for responses that match no route
-	portal     *compiledRoute
-	noRoute    *routeMetrics
-	accessLog  bool
+	cfg         *config.Config
+	routes      *route.Table[*compiledRoute]
+	denies      *route.Table[*compiledRoute] // deny routes only, matched loosely
+	list        []*compiledRoute
+	redirects   hostSet // hosts the plain-HTTP listener redirects
+	trusted     *clientip.Trusted
+	ownHeaders  *headers.Set // for responses that match no route
+	portal      *compiledRoute
+	jwks        *compiledRoute // the assertion keys at assertion.JWKSPath
+	clientCerts *clientCerts   // when some route accepts client certificates
+	noRoute     *routeMetrics
+	accessLog   bool
 }
 
 // compile builds a snapshot from a validated config. It starts nothing;
@@ -84,11 +90,16 @@ func (s *Server) compile(cfg *config.Config) (*snapshot, error) {
 	// look it up at each request.
 	portal := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.portal.ServeHTTP(w, r) })
 	snap.portal = &compiledRoute{name: portalRoute, policy: policyPortal, headers: own, handler: portal, metrics: s.metrics.forRoute(portalRoute)}
+	jwks := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.assertions.Handler().ServeHTTP(w, r) })
+	snap.jwks = &compiledRoute{name: portalRoute, policy: policyMoat, headers: own, handler: jwks, metrics: snap.portal.metrics}
 	var specs, denySpecs []route.Spec[*compiledRoute]
 	var errs []error
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
 		cr, err := s.compileRoute(cfg, rc, hsts)
+		if err == nil {
+			err = compileClientCerts(snap, rc, cr, s.now)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("route %q: %w", rc.Name, err))
 			continue
@@ -127,6 +138,7 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 	case config.PolicyAuthenticated:
 		cr.policy = policyAuthenticated
 		cr.roles = rc.Roles
+		cr.methods = parseMethods(rc.Methods)
 	case config.PolicyDeny:
 		cr.policy = policyDeny
 		return cr, nil // a deny route never reaches an upstream
