@@ -39,6 +39,7 @@ func commands() []command {
 		{"db", "database migrations and least-privilege checks", runDB},
 		{"keys", "the key ring that encrypts secrets at rest", runKeys},
 		{"user", "local accounts: add, list, disable, reset, sessions", runUser},
+		{"apikey", "API keys for programs: create, list, revoke, rotate", runAPIKey},
 		{"backup", "encrypted backups: create, verify, restore", runBackup},
 		{"version", "print the version", runVersion},
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -16,6 +17,15 @@ import (
 
 // secretAPIKeyPepper keys the HMAC that API keys are stored as.
 const secretAPIKeyPepper = "apikey.pepper"
+
+// OpenAPIKeys returns the API key service on an open state, for the CLI.
+func OpenAPIKeys(ctx context.Context, st *State) (*apikey.Service, error) {
+	pepper, err := st.Store.Secrets().GetOrCreate(ctx, secretAPIKeyPepper, 32)
+	if err != nil {
+		return nil, fmt.Errorf("api keys: %w", err)
+	}
+	return apikey.New(apikey.Options{Keys: st.Store.APIKeys(), Pepper: pepper})
+}
 
 // openIdentity builds the machine-identity capabilities on the open store:
 // API keys, bearer tokens from external issuers, and the signer of the
