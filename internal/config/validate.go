@@ -329,6 +329,9 @@ func (v *validator) route(p string, r Route) {
 	if r.Path == "/.moat" || strings.HasPrefix(r.Path, "/.moat/") {
 		v.add(p+".path", "paths under /.moat/ are reserved for Moat's login portal")
 	}
+	if r.Path == "/.well-known/moat" || strings.HasPrefix(r.Path, "/.well-known/moat/") {
+		v.add(p+".path", "paths under /.well-known/moat/ are reserved for Moat's published keys")
+	}
 	if len(r.Upstreams) == 0 && r.Policy != PolicyDeny {
 		v.add(p+".upstreams", "at least one upstream URL is required unless the policy is deny")
 	}

@@ -81,6 +81,7 @@ func TestValidateRules(t *testing.T) {
 		{"roles on a public route", func(c *Config) { c.Routes[0].Roles = []string{"admin"} }, "routes[0].roles", "only to routes whose policy is authenticated"},
 		{"bad role name", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Roles = []string{"Ad min"} }, "routes[0].roles[0]", "lower-case letters"},
 		{"route under the portal prefix", func(c *Config) { c.Routes[0].Path = "/.moat/x" }, "routes[0].path", "reserved for Moat's login portal"},
+		{"route over the published keys", func(c *Config) { c.Routes[0].Path = "/.well-known/moat" }, "routes[0].path", "reserved for Moat's published keys"},
 
 		// Identity.
 		{"methods on a public route", func(c *Config) { c.Routes[0].Methods = []string{"jwt"} }, "routes[0].methods", "only to routes whose policy is authenticated"},
