@@ -30,6 +30,11 @@ import (
 // Header is the request header that carries the assertion.
 const Header = "X-Moat-Assertion"
 
+// JWKSPath is where Moat publishes the keys assertions are signed with, on
+// every host it serves: pass the gateway's base URL plus JWKSPath to
+// NewVerifier.
+const JWKSPath = "/.well-known/moat/jwks.json"
+
 // TokenType is the JOSE "typ" header of every Moat assertion.
 const TokenType = "moat-assertion+jwt"
 

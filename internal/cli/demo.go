@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moatgw/moat/assertion"
 	"github.com/moatgw/moat/internal/accounts"
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/demoapp"
@@ -42,7 +45,8 @@ By default everything listens on loopback only. Stop it with Ctrl-C.`, stdio)
 		fmt.Fprintf(stdio.Err, "moat demo: starting the demo application: %v\n", err)
 		return ExitFailure
 	}
-	app := &http.Server{Handler: demoapp.New(logger.With("component", "demoapp")), ReadHeaderTimeout: 10 * time.Second}
+	backend := demoapp.New(logger.With("component", "demoapp"))
+	app := &http.Server{Handler: backend, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = app.Serve(ln) }()
 	defer app.Close()
 
@@ -95,7 +99,14 @@ By default everything listens on loopback only. Stop it with Ctrl-C.`, stdio)
 		if err != nil {
 			logger.Error("creating the demo users", "err", err)
 		}
-		fmt.Fprint(stdio.Out, demoNextSteps(srv, cfg, path, links))
+		key, err := demoAPIKey(srv, abs)
+		if err != nil {
+			logger.Error("creating the demo API key", "err", err)
+		}
+		if err := demoVerifier(backend, srv, cfg); err != nil {
+			logger.Error("setting up the demo application's assertion check", "err", err)
+		}
+		fmt.Fprint(stdio.Out, demoNextSteps(srv, cfg, path, links, key))
 	})
 }
 
@@ -136,6 +147,13 @@ routes:
   - name: me
     path: /me
     policy: authenticated
+    upstreams: [%[2]q]
+  # A signed-in user or a program with an API key (moat apikey create). The
+  # application checks the signed X-Moat-Assertion against Moat's keys.
+  - name: whoami
+    path: /api/whoami
+    policy: authenticated
+    methods: [session, apikey]
     upstreams: [%[2]q]
   # Users with the admin role only; admins must use a second factor.
   - name: ops
@@ -201,7 +219,36 @@ func demoUsers(srv *server.Server, cfg *config.Config) (map[string]string, error
 	return links, nil
 }
 
-func demoNextSteps(srv *server.Server, cfg *config.Config, cfgPath string, links map[string]string) string {
+// demoAPIKey returns the demo's API key, made at the first start and kept
+// in the data directory (mode 0600) so that later starts print the same one.
+func demoAPIKey(srv *server.Server, dir string) (string, error) {
+	path := filepath.Join(dir, "demo-apikey")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	key, _, err := srv.APIKeys().Create(context.Background(), "demo-script", "service", []string{"items:read"}, 0)
+	if err != nil {
+		return "", err
+	}
+	return key, os.WriteFile(path, []byte(key+"\n"), 0o600)
+}
+
+// demoVerifier lets the demo application check Moat's identity assertions
+// against the keys the gateway publishes, trusting the demo CA.
+func demoVerifier(app *demoapp.App, srv *server.Server, cfg *config.Config) error {
+	pem, err := os.ReadFile(srv.DevCA())
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	public := strings.TrimSuffix(cfg.Accounts.PublicURL, "/")
+	app.VerifyAssertionsWith(assertion.NewVerifier(public+assertion.JWKSPath, public, "whoami", client))
+	return nil
+}
+
+func demoNextSteps(srv *server.Server, cfg *config.Config, cfgPath string, links map[string]string, apiKey string) string {
 	gw := strings.TrimSuffix(cfg.Accounts.PublicURL, "/")
 	ca := srv.DevCA()
 	curl := "curl --cacert " + ca
@@ -226,7 +273,10 @@ Try:
   %s -i %s/me
       a route that needs a login: 401 problem+json for an API client;
       a browser is sent to the login page and comes back after signing in
-`, gw, srv.Addr("admin"), ca, curl, gw, curl, gw, curl, gw, curl, gw, gw, curl, gw)
+  %s -H 'Authorization: Bearer %s' %s/api/whoami
+      a program with an API key; the application checks Moat's signed assertion
+      (keys at %s%s)
+`, gw, srv.Addr("admin"), ca, curl, gw, curl, gw, curl, gw, curl, gw, gw, curl, gw, curl, apiKey, gw, gw, assertion.JWKSPath)
 	if a := srv.Addr("http"); a != nil {
 		fmt.Fprintf(&b, "  curl -i http://%s/\n      plain HTTP is redirected to HTTPS with 308\n", a)
 	}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/moatgw/moat/assertion"
 )
 
 // echo is the body of GET /headers.
@@ -137,5 +139,27 @@ func (a *App) ops(w http.ResponseWriter, r *http.Request) {
 		"area": "operations",
 		"user": r.Header.Get("X-Moat-User"),
 		"note": "only users with the admin role (and so a second factor) reach this",
+	})
+}
+
+// whoamiAPI answers with the claims of the identity assertion Moat signed
+// for this request, after checking its signature against Moat's published
+// keys: the way a backend can trust who is calling without trusting the
+// network between it and Moat.
+func (a *App) whoamiAPI(w http.ResponseWriter, r *http.Request) {
+	v := a.verifier.Load()
+	if v == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the assertion verifier is not set up"})
+		return
+	}
+	claims, err := v.Verify(r.Context(), r.Header.Get(assertion.Header))
+	if err != nil {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no valid X-Moat-Assertion: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"verified": true, "subject": claims.Subject, "name": claims.Name, "method": claims.Method,
+		"roles": claims.Roles, "scopes": claims.Scopes, "amr": claims.AMR, "issuer": claims.Issuer, "audience": claims.Audience,
+		"expires": claims.Expiry,
 	})
 }

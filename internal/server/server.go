@@ -170,6 +170,9 @@ func (s *Server) openAccounts(cfg *config.Config) error {
 	return nil
 }
 
+// APIKeys returns the API key service the server checks keys with.
+func (s *Server) APIKeys() *apikey.Service { return s.apikeys }
+
 // Accounts returns the accounts capability the server runs.
 func (s *Server) Accounts() *Accounts { return s.accounts }
 
