@@ -422,8 +422,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 	oldLim.ShutdownTimeout, newLim.ShutdownTimeout = 0, 0 // used as soon as it is loaded
 	if !reflect.DeepEqual(old.cfg.Listen, cfg.Listen) || oldLim != newLim || old.cfg.Log.Level != cfg.Log.Level ||
 		old.cfg.Database != cfg.Database || old.cfg.Keys != cfg.Keys || !reflect.DeepEqual(old.cfg.Backup, cfg.Backup) ||
-		!reflect.DeepEqual(old.cfg.Accounts, cfg.Accounts) {
-		s.logger.Warn("listen, limits, log.level, database, keys, accounts or backup settings changed; they take effect at the next restart")
+		!reflect.DeepEqual(old.cfg.Accounts, cfg.Accounts) || !reflect.DeepEqual(old.cfg.OIDC, cfg.OIDC) ||
+		!reflect.DeepEqual(old.cfg.JWT, cfg.JWT) || old.cfg.Assertion != cfg.Assertion {
+		s.logger.Warn("listen, limits, log.level, database, keys, accounts, oidc, jwt, assertion or backup settings changed; they take effect at the next restart")
 	}
 	if err := s.state.Ring.Reload(s.ctx); err != nil {
 		s.logger.Error("reloading the key ring", "err", err)
