@@ -79,6 +79,14 @@ func (v *validator) identity(c *Config) {
 		v.roleMap(p, is.RoleMap, is.RolesClaim)
 	}
 
+	if len(c.JWT.Issuers) == 0 {
+		for i, r := range c.Routes {
+			if j := slices.Index(r.Methods, MethodJWT); j >= 0 && r.Policy == PolicyAuthenticated {
+				v.add(indexPath(indexPath("routes", i)+".methods", j), "jwt needs at least one issuer in jwt.issuers")
+			}
+		}
+	}
+
 	if c.Assertion.Lifetime <= 0 || c.Assertion.Lifetime.D() > 10*time.Minute {
 		v.add("assertion.lifetime", "must be greater than 0 and at most 10m")
 	}

@@ -86,6 +86,7 @@ func TestValidateRules(t *testing.T) {
 		// Identity.
 		{"methods on a public route", func(c *Config) { c.Routes[0].Methods = []string{"jwt"} }, "routes[0].methods", "only to routes whose policy is authenticated"},
 		{"unknown method", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Methods = []string{"basic"} }, "routes[0].methods[0]", `unknown method "basic"`},
+		{"jwt without issuers", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Methods = []string{"jwt"} }, "routes[0].methods[0]", "jwt needs at least one issuer"},
 		{"mtls without CAs", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Methods = []string{"mtls"} }, "routes[0].client_certs", "required with the mtls method"},
 		{"client certs without mtls", func(c *Config) {
 			c.Routes[0].Policy = PolicyAuthenticated
