@@ -76,3 +76,31 @@ func (s *Service) lockUser(userID string) func() {
 	m.Lock()
 	return m.Unlock
 }
+
+// KeyOwner returns the user that owns an API key, by user name, from a
+// short cache: the key's principal takes the user's roles, and a disabled
+// or deleted user's keys stop working. A user that does not exist is
+// store.ErrNotFound.
+func (s *Service) KeyOwner(ctx context.Context, username string) (*store.User, error) {
+	now := s.o.Now()
+	key := "name:" + username
+	c := &s.users
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if ok && now.Sub(e.fetched) < userCacheTTL && !now.Before(e.fetched) {
+		u := e.u
+		return &u, nil
+	}
+	u, err := s.o.Store.Users().GetByUsername(ctx, username)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= userCacheMax {
+		c.m = make(map[string]cachedUser)
+	}
+	c.m[key] = cachedUser{u: *u, fetched: now}
+	c.mu.Unlock()
+	return u, nil
+}

@@ -137,6 +137,7 @@ func (s *Service) SetStatus(ctx context.Context, username, status string) error 
 		return err
 	}
 	s.users.forget(u.ID)
+	s.users.forget("name:" + u.Username)
 	if status == StatusDisabled {
 		if _, err := s.o.Sessions.RevokeUser(ctx, u.ID); err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"github.com/moatgw/moat/internal/problem"
 	"github.com/moatgw/moat/internal/request"
 	"github.com/moatgw/moat/internal/session"
+	"github.com/moatgw/moat/internal/store"
 )
 
 // Headers that carry the identity to the upstream. Clients' own copies never
@@ -111,7 +112,23 @@ func (g gateway) identify(w http.ResponseWriter, r *http.Request, info *request.
 			g.unavailable(w, r, info, snap, "apikey.unavailable", "checking an API key", err)
 			return nil, false
 		}
-		return g.s.apikeys.Principal(rec), true
+		p := g.s.apikeys.Principal(rec)
+		if rec.Owner != "service" {
+			// A user's key acts as the user: with the user's roles, and
+			// not at all once the user is disabled or gone.
+			u, err := g.s.accounts.Service.KeyOwner(ctx, rec.Owner)
+			switch {
+			case errors.Is(err, store.ErrNotFound) || err == nil && u.Status != accounts.StatusActive:
+				w.Header().Add("WWW-Authenticate", `Bearer error="invalid_token", error_description="the API key is not valid"`)
+				g.unauthorized(w, r, info, snap, rt, "apikey.owner_inactive", "The API key is not valid: it is unknown, expired or revoked.")
+				return nil, false
+			case err != nil:
+				g.unavailable(w, r, info, snap, "apikey.unavailable", "checking an API key's owner", err)
+				return nil, false
+			}
+			p.Subject, p.Roles = u.ID, u.Roles
+		}
+		return p, true
 	}
 	if tok := jwtauth.FromRequest(r); tok != "" {
 		if !rt.methods.has(acceptJWT) || g.s.jwt == nil {
