@@ -54,7 +54,7 @@ func openAPIKeys(ctx context.Context, path string, stdio Stdio, cmd string) (*ap
 	if cfg == nil {
 		return nil, nil, nil, code
 	}
-	st, code := openState(ctx, cfg, server.StateOptions{}, stdio, cmd)
+	st, code := openState(ctx, cfg, server.StateOptions{Migrate: true}, stdio, cmd)
 	if st == nil {
 		return nil, nil, nil, code
 	}
@@ -207,7 +207,7 @@ func runAPIKeyChange(cmd string, args []string, stdio Stdio) int {
 	fs := newFlags("apikey "+cmd, synopsis, help, stdio)
 	path := fs.String("config", "", "path to the config file (required)")
 	grace := fs.String("grace", "24h", "how long the old key keeps working (rotate)")
-	id, code := nameAndFlags(fs, args, stdio, cmd)
+	id, code := nameAndFlags(fs, args, stdio, "apikey "+cmd)
 	if code >= 0 {
 		return code
 	}

@@ -57,7 +57,16 @@ func runUser(args []string, stdio Stdio) int {
 	return ExitUsage
 }
 
-// nameAndFlags parses "NAME --flag ..." or "--flag ... NAME" and returns NAME.
+// what names the argument a command takes.
+func what(cmd string) string {
+	if strings.HasPrefix(cmd, "apikey") {
+		return "id"
+	}
+	return "name"
+}
+
+// nameAndFlags parses "NAME --flag ..." or "--flag ... NAME" and returns
+// NAME; cmd is the command without "moat", such as "user add".
 func nameAndFlags(fs *flag.FlagSet, args []string, stdio Stdio, cmd string) (string, int) {
 	var name string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -66,18 +75,17 @@ func nameAndFlags(fs *flag.FlagSet, args []string, stdio Stdio, cmd string) (str
 	if code := parseFlags(fs, args, stdio); code >= 0 {
 		return "", code
 	}
-	if name == "" && fs.NArg() > 0 {
-		name = fs.Arg(0)
-		if fs.NArg() > 1 {
-			fmt.Fprintf(stdio.Err, "moat user %s: unexpected argument %q\n", cmd, fs.Arg(1))
-			return "", ExitUsage
-		}
-	} else if fs.NArg() > 0 {
-		fmt.Fprintf(stdio.Err, "moat user %s: unexpected argument %q\n", cmd, fs.Arg(0))
+	extra := fs.NArg()
+	if name == "" && extra > 0 {
+		name, extra = fs.Arg(0), extra-1
+	}
+	if extra > 0 {
+		// Not echoed: it may be a password typed where it must never go.
+		fmt.Fprintf(stdio.Err, "moat %s: unexpected extra argument (not shown)\nhint: flags come with their values (--role admin); a password is never an argument: use --password-stdin\n", cmd)
 		return "", ExitUsage
 	}
 	if name == "" {
-		fmt.Fprintf(stdio.Err, "moat user %s: a user name is required\nhint: moat user %s NAME --config moat.yaml\n", cmd, cmd)
+		fmt.Fprintf(stdio.Err, "moat %s: the %s is required\nhint: moat %s %s --config moat.yaml\n", cmd, what(cmd), cmd, strings.ToUpper(what(cmd)))
 		return "", ExitUsage
 	}
 	return name, -1
@@ -90,7 +98,9 @@ func openAccounts(ctx context.Context, path string, stdio Stdio, cmd string) (*s
 	if cfg == nil {
 		return nil, nil, nil, code
 	}
-	st, code := openState(ctx, cfg, server.StateOptions{}, stdio, cmd)
+	// Like moat serve, apply pending migrations, so that managing users
+	// works on a new data directory before the gateway first ran.
+	st, code := openState(ctx, cfg, server.StateOptions{Migrate: true}, stdio, cmd)
 	if st == nil {
 		return nil, nil, nil, code
 	}
@@ -127,7 +137,7 @@ There is never a default password.`, stdio)
 	email := fs.String("email", "", "e-mail address (stored encrypted)")
 	display := fs.String("display-name", "", "name shown on the portal pages")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input instead of printing a link")
-	name, code := nameAndFlags(fs, args, stdio, "add")
+	name, code := nameAndFlags(fs, args, stdio, "user add")
 	if code >= 0 {
 		return code
 	}
@@ -259,7 +269,7 @@ var userActionHelp = map[string]string{
 func runUserAction(cmd string, args []string, stdio Stdio) int {
 	fs := newFlags("user "+cmd, "moat user "+cmd+" NAME --config FILE", userActionHelp[cmd], stdio)
 	path := fs.String("config", "", "path to the config file (required)")
-	name, code := nameAndFlags(fs, args, stdio, cmd)
+	name, code := nameAndFlags(fs, args, stdio, "user "+cmd)
 	if code >= 0 {
 		return code
 	}
