@@ -118,7 +118,18 @@ func (s *Signer) tick(ctx context.Context) error {
 func (s *Signer) Rotate(ctx context.Context) error {
 	s.rotateMu.Lock()
 	defer s.rotateMu.Unlock()
-	if err := s.create(ctx, s.now()); err != nil {
+	// Begin strictly after every key that has begun, so that the new key
+	// is the newest even when the clock has not moved (stored times have
+	// microsecond precision).
+	start := s.now().Truncate(time.Microsecond)
+	if ks := s.set.Load(); ks != nil {
+		for _, k := range ks.keys {
+			if !k.start.After(start) && !k.start.Before(start) {
+				start = k.start.Add(time.Microsecond)
+			}
+		}
+	}
+	if err := s.create(ctx, start); err != nil {
 		return fmt.Errorf("rotating assertion key: %w", err)
 	}
 	if err := s.reload(ctx); err != nil {
