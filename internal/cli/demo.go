@@ -151,7 +151,7 @@ routes:
   # A signed-in user or a program with an API key (moat apikey create). The
   # application checks the signed X-Moat-Assertion against Moat's keys.
   - name: whoami
-    path: /api/whoami
+    path: /whoami
     policy: authenticated
     methods: [session, apikey]
     upstreams: [%[2]q]
@@ -273,7 +273,7 @@ Try:
   %s -i %s/me
       a route that needs a login: 401 problem+json for an API client;
       a browser is sent to the login page and comes back after signing in
-  %s -H 'Authorization: Bearer %s' %s/api/whoami
+  %s -H 'Authorization: Bearer %s' %s/whoami
       a program with an API key; the application checks Moat's signed assertion
       (keys at %s%s)
 `, gw, srv.Addr("admin"), ca, curl, gw, curl, gw, curl, gw, curl, gw, gw, curl, gw, curl, apiKey, gw, gw, assertion.JWKSPath)

@@ -51,10 +51,10 @@ type App struct {
 	tick  time.Duration // time between two events on /events
 	ticks int           // events sent on /events before it ends
 
-	verifier atomic.Pointer[assertion.Verifier] // checks X-Moat-Assertion on /api/whoami
+	verifier atomic.Pointer[assertion.Verifier] // checks X-Moat-Assertion on /whoami
 }
 
-// VerifyAssertionsWith makes /api/whoami check the X-Moat-Assertion header
+// VerifyAssertionsWith makes /whoami check the X-Moat-Assertion header
 // with v, as a backend behind Moat would. It is safe to call while the app
 // serves.
 func (a *App) VerifyAssertionsWith(v *assertion.Verifier) { a.verifier.Store(v) }
@@ -116,7 +116,7 @@ func (a *App) routes() []endpoint {
 		{method: "GET", path: "/admin/", summary: "An admin area that Moat's demo policy denies.", link: true, handler: a.admin},
 		{method: "GET", path: "/me", summary: "Who is signed in, as Moat tells the backend (X-Moat-User, X-Moat-Roles).", link: true, handler: a.me},
 		{method: "GET", path: "/ops/", summary: "An operations area for users with the admin role.", link: true, handler: a.ops},
-		{method: "GET", path: "/api/whoami", summary: "The caller as Moat's signed assertion proves it: a session, or an API key.", handler: a.whoamiAPI},
+		{method: "GET", path: "/whoami", summary: "The caller as Moat's signed assertion proves it: a session, or an API key.", handler: a.whoamiAPI},
 	}
 }
 
