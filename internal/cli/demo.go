@@ -153,7 +153,7 @@ routes:
   - name: whoami
     path: /whoami
     policy: authenticated
-    methods: [session, apikey]
+    accept: [session, apikey]
     upstreams: [%[2]q]
   # Users with the admin role only; admins must use a second factor.
   - name: ops

@@ -164,11 +164,15 @@ type Route struct {
 	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 	// Access policy: public (anyone), authenticated (a signed-in user; browsers are sent to the login page, API clients get 401) or deny (no one). Required: a route without a policy does not load.
 	Policy string `yaml:"policy" json:"policy"`
-	// With policy authenticated: the user must have at least one of these roles, or gets 403. Empty: any signed-in user.
+	// With policy authenticated: the user must have at least one of these roles, or gets 403. Empty: any signed-in user. A shorthand for an allow rule with these roles, checked besides allow.
 	Roles []string `yaml:"roles,omitempty" json:"roles,omitempty"`
-	// With policy authenticated: how callers may authenticate: session (the login portal's cookie, local or OIDC sign-in), jwt (a bearer token from jwt.issuers), apikey (a Moat API key), mtls (a client certificate, see client_certs). Default [session].
-	Methods []string `yaml:"methods,omitempty" json:"methods,omitempty"`
-	// Client certificates for the mtls method: the CAs that issue them. Required when methods lists mtls.
+	// Allow rules: a request must match one of them (deny by default). Empty: every caller the policy lets in.
+	Allow []AccessRule `yaml:"allow,omitempty" json:"allow,omitempty"`
+	// Deny rules, checked first: a request that matches one is refused (403), whatever allow says.
+	Deny []AccessRule `yaml:"deny,omitempty" json:"deny,omitempty"`
+	// How callers may authenticate: session (the login portal's cookie, local or OIDC sign-in), jwt (a bearer token from jwt.issuers), apikey (a Moat API key), mtls (a client certificate, see client_certs). Default [session] for policy authenticated; on a public route with allow rules that look at the caller, credentials of these kinds are checked when present.
+	Accept []string `yaml:"accept,omitempty" json:"accept,omitempty"`
+	// Client certificates for the mtls method: the CAs that issue them. Required when accept lists mtls.
 	ClientCerts *ClientCerts `yaml:"client_certs,omitempty" json:"client_certs,omitempty"`
 	// Upstream base URLs (http or https), tried round-robin. Required unless the policy is deny. No credentials, query or fragment.
 	Upstreams []string `yaml:"upstreams,omitempty" json:"upstreams,omitempty"`
@@ -405,4 +409,31 @@ type Assertion struct {
 	Lifetime Duration `yaml:"lifetime,omitempty" json:"lifetime,omitempty"`
 	// How often a new signing key is made; the old ones stay published until their assertions expire. Default 24h.
 	Rotation Duration `yaml:"rotation,omitempty" json:"rotation,omitempty"`
+}
+
+// AccessRule is one allow or deny rule of a route. Its conditions must all
+// hold; a rule without conditions matches every request.
+type AccessRule struct {
+	// Name used in events, logs and moat policy test. Default allow[i] or deny[i].
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// true: only callers with credentials; false: only anonymous callers.
+	Authenticated *bool `yaml:"authenticated,omitempty" json:"authenticated,omitempty"`
+	// The caller has any of these roles.
+	Roles []string `yaml:"roles,omitempty" json:"roles,omitempty"`
+	// The caller has all of these scopes (API keys and bearer tokens).
+	Scopes []string `yaml:"scopes,omitempty" json:"scopes,omitempty"`
+	// HTTP methods (GET, POST, ...), any of them.
+	Methods []string `yaml:"methods,omitempty" json:"methods,omitempty"`
+	// Path prefixes within the route's path, at segment boundaries: /api/admin matches /api/admin and /api/admin/users.
+	Paths []string `yaml:"paths,omitempty" json:"paths,omitempty"`
+	// The caller used a second factor (an authenticator app, a recovery code, a passkey, or a provider's MFA).
+	MFA bool `yaml:"mfa,omitempty" json:"mfa,omitempty"`
+	// The caller signed in at most this long ago (implies mfa). Older sessions are sent to confirm their second factor again (step-up).
+	MFAMaxAge Duration `yaml:"mfa_max_age,omitempty" json:"mfa_max_age,omitempty"`
+	// The caller authenticated with any of these: pwd, otp, recovery, webauthn, oidc, mfa (e.g. [webauthn] for passkeys only).
+	AuthMethods []string `yaml:"auth_methods,omitempty" json:"auth_methods,omitempty"`
+	// The client address is in any of these CIDRs (after trusted_proxies).
+	SourceIPs []string `yaml:"source_ips,omitempty" json:"source_ips,omitempty"`
+	// A CEL expression returning bool over request (method, path, headers, query, ip, time) and principal (authenticated, subject, name, method, issuer, roles, scopes, amr, auth_time, claims). Checked when the config loads.
+	Expr string `yaml:"expr,omitempty" json:"expr,omitempty"`
 }

@@ -101,8 +101,8 @@ func (c *Config) ApplyDefaults() {
 		// MaxResponseBody stays 0 (no limit).
 		num(c, &r.Timeout, p+"timeout", Duration(30*time.Second))
 		boolean(&r.MaskErrors, true)
-		if r.Policy == PolicyAuthenticated && len(r.Methods) == 0 {
-			r.Methods = []string{MethodSession}
+		if (r.Policy == PolicyAuthenticated || r.Policy == PolicyPublic && len(r.Allow)+len(r.Deny) > 0) && len(r.Accept) == 0 {
+			r.Accept = []string{MethodSession}
 		}
 		if h := r.HealthCheck; h != nil {
 			num(c, &h.Interval, p+"health_check.interval", Duration(10*time.Second))

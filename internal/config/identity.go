@@ -81,8 +81,8 @@ func (v *validator) identity(c *Config) {
 
 	if len(c.JWT.Issuers) == 0 {
 		for i, r := range c.Routes {
-			if j := slices.Index(r.Methods, MethodJWT); j >= 0 && r.Policy == PolicyAuthenticated {
-				v.add(indexPath(indexPath("routes", i)+".methods", j), "jwt needs at least one issuer in jwt.issuers")
+			if j := slices.Index(r.Accept, MethodJWT); j >= 0 && r.Policy == PolicyAuthenticated {
+				v.add(indexPath(indexPath("routes", i)+".accept", j), "jwt needs at least one issuer in jwt.issuers")
 			}
 		}
 	}
@@ -111,26 +111,28 @@ func (v *validator) roleMap(p string, m []RoleMapping, claim string) {
 }
 
 func (v *validator) routeMethods(p string, r Route) {
-	if r.Policy != PolicyAuthenticated {
-		if len(r.Methods) > 0 {
-			v.add(p+".methods", "methods apply only to routes whose policy is authenticated")
+	// A public route with rules may look at callers who bring credentials.
+	withRules := r.Policy == PolicyPublic && len(r.Allow)+len(r.Deny) > 0
+	if r.Policy != PolicyAuthenticated && !withRules {
+		if len(r.Accept) > 0 {
+			v.add(p+".accept", "accept applies only to routes whose policy is authenticated, or public routes with allow rules")
 		}
 		if r.ClientCerts != nil {
-			v.add(p+".client_certs", "client_certs apply only to routes whose policy is authenticated and whose methods list mtls")
+			v.add(p+".client_certs", "client_certs apply only to routes that accept mtls")
 		}
 		return
 	}
-	for i, m := range r.Methods {
+	for i, m := range r.Accept {
 		if err := oneOf("method", m, MethodSession, MethodJWT, MethodAPIKey, MethodMTLS); err != nil {
-			v.add(indexPath(p+".methods", i), "%v", err)
+			v.add(indexPath(p+".accept", i), "%v", err)
 		}
 	}
-	mtls := slices.Contains(r.Methods, MethodMTLS)
+	mtls := slices.Contains(r.Accept, MethodMTLS)
 	switch {
 	case mtls && (r.ClientCerts == nil || len(r.ClientCerts.CAs) == 0):
 		v.add(p+".client_certs", "required with the mtls method: the CAs whose client certificates are accepted")
 	case !mtls && r.ClientCerts != nil:
-		v.add(p+".client_certs", "set, but methods does not list mtls")
+		v.add(p+".client_certs", "set, but accept does not list mtls")
 	}
 	if cc := r.ClientCerts; cc != nil {
 		for i, ca := range cc.CAs {

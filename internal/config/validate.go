@@ -323,6 +323,7 @@ func (v *validator) route(p string, r Route) {
 		v.add(p+".roles", "roles apply only to routes whose policy is authenticated")
 	}
 	v.routeMethods(p, r)
+	v.accessRules(p, r)
 	for i, role := range r.Roles {
 		v.check(indexPath(p+".roles", i), checkRole(role))
 	}

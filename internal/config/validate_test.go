@@ -84,10 +84,10 @@ func TestValidateRules(t *testing.T) {
 		{"route over the published keys", func(c *Config) { c.Routes[0].Path = "/.well-known/moat" }, "routes[0].path", "reserved for Moat's published keys"},
 
 		// Identity.
-		{"methods on a public route", func(c *Config) { c.Routes[0].Methods = []string{"jwt"} }, "routes[0].methods", "only to routes whose policy is authenticated"},
-		{"unknown method", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Methods = []string{"basic"} }, "routes[0].methods[0]", `unknown method "basic"`},
-		{"jwt without issuers", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Methods = []string{"jwt"} }, "routes[0].methods[0]", "jwt needs at least one issuer"},
-		{"mtls without CAs", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Methods = []string{"mtls"} }, "routes[0].client_certs", "required with the mtls method"},
+		{"methods on a public route", func(c *Config) { c.Routes[0].Accept = []string{"jwt"} }, "routes[0].accept", "only to routes whose policy is authenticated"},
+		{"unknown method", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Accept = []string{"basic"} }, "routes[0].accept[0]", `unknown method "basic"`},
+		{"jwt without issuers", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Accept = []string{"jwt"} }, "routes[0].accept[0]", "jwt needs at least one issuer"},
+		{"mtls without CAs", func(c *Config) { c.Routes[0].Policy = PolicyAuthenticated; c.Routes[0].Accept = []string{"mtls"} }, "routes[0].client_certs", "required with the mtls method"},
 		{"client certs without mtls", func(c *Config) {
 			c.Routes[0].Policy = PolicyAuthenticated
 			c.Routes[0].ClientCerts = &ClientCerts{CAs: []string{files.ca}}
@@ -116,6 +116,22 @@ func TestValidateRules(t *testing.T) {
 			c.JWT.Issuers = []JWTIssuer{{Issuer: "https://idp.example.com", Audiences: []string{"api"}, ClockSkew: Duration(time.Hour)}}
 		}, "jwt.issuers[0].clock_skew", "between 0 and 5m"},
 		{"assertion lifetime too long", func(c *Config) { c.Assertion.Lifetime = Duration(time.Hour) }, "assertion.lifetime", "at most 10m"},
+
+		// Access rules.
+		{"rules on a deny route", func(c *Config) { c.Routes[0].Policy = PolicyDeny; c.Routes[0].Allow = []AccessRule{{}} }, "routes[0].allow", "policy is deny refuses everything"},
+		{"rule method in lower case", func(c *Config) { c.Routes[0].Allow = []AccessRule{{Methods: []string{"get"}}} }, "routes[0].allow[0].methods[0]", "upper case"},
+		{"rule path outside the route", func(c *Config) {
+			c.Routes[0].Path = "/api"
+			c.Routes[0].Deny = []AccessRule{{Paths: []string{"/admin"}}}
+		}, "routes[0].deny[0].paths[0]", "outside the route's path"},
+		{"rule source ip with host bits", func(c *Config) { c.Routes[0].Deny = []AccessRule{{SourceIPs: []string{"10.1.2.3/8"}}} }, "routes[0].deny[0].source_ips[0]", "did you mean 10.0.0.0/8"},
+		{"rule unknown auth method", func(c *Config) { c.Routes[0].Allow = []AccessRule{{AuthMethods: []string{"sms"}}} }, "routes[0].allow[0].auth_methods[0]", `unknown authentication method "sms"`},
+		{"anonymous-only rule on an authenticated route", func(c *Config) {
+			no := false
+			c.Routes[0].Policy = PolicyAuthenticated
+			c.Routes[0].Allow = []AccessRule{{Authenticated: &no}}
+		}, "routes[0].allow[0].authenticated", "never matches"},
+		{"rule name with spaces", func(c *Config) { c.Routes[0].Allow = []AccessRule{{Name: "read only"}} }, "routes[0].allow[0].name", "lower-case letters"},
 
 		// Accounts.
 		{"public url over http", func(c *Config) { c.Accounts.PublicURL = "http://login.example.com" }, "accounts.public_url", "want an absolute https URL"},

@@ -33,7 +33,7 @@ routes:
   - name: api
     path: /api
     policy: authenticated
-    methods: [apikey]
+    accept: [apikey]
     upstreams: [%[5]s]
 `, dataDir, masterKeyFile(dataDir), httpsAddr, adminAddr, upstream)
 }

@@ -58,24 +58,24 @@ const (
 const identityRoutes = `  - name: api
     path: /api
     policy: authenticated
-    methods: [jwt, apikey]
+    accept: [jwt, apikey]
     upstreams: [%[1]s]
   - name: svc
     path: /svc
     policy: authenticated
-    methods: [mtls]
+    accept: [mtls]
     client_certs: {cas: [%[2]s], roles: [service]}
     upstreams: [%[1]s]
   - name: mixed
     path: /mixed
     policy: authenticated
-    methods: [session, jwt]
+    accept: [session, jwt]
     roles: [ops]
     upstreams: [%[1]s]
   - name: keyed
     path: /keyed
     policy: authenticated
-    methods: [session, apikey]
+    accept: [session, apikey]
     upstreams: [%[1]s]
   - name: public
     path: /public

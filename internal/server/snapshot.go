@@ -138,7 +138,7 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 	case config.PolicyAuthenticated:
 		cr.policy = policyAuthenticated
 		cr.roles = rc.Roles
-		cr.methods = parseMethods(rc.Methods)
+		cr.methods = parseMethods(rc.Accept)
 	case config.PolicyDeny:
 		cr.policy = policyDeny
 		return cr, nil // a deny route never reaches an upstream
