@@ -654,7 +654,9 @@ func TestScheduledBackup(t *testing.T) {
 	}
 	extra := fmt.Sprintf("backup: {interval: 1h, retention: 2, passphrase: file:%s}", pass)
 	g := startGateway(t, testConfig(dir, extra, standardRoutes(up.URL)))
-	deadline := time.Now().Add(20 * time.Second)
+	// A passphrase backup runs scrypt twice (encrypt, then verify), which
+	// the race detector on a loaded machine slows to tens of seconds.
+	deadline := time.Now().Add(120 * time.Second)
 	for g.events.find("backup.verified", "backup.schedule") == nil {
 		if time.Now().After(deadline) {
 			t.Fatal("no backup.verified event")
