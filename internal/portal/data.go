@@ -157,3 +157,13 @@ type NoticeData struct {
 	Link     string // an address to go on to; none when empty
 	LinkText string
 }
+
+// StepUpData is the data of PageStepUp: a signed-in user is asked to
+// confirm their second factor again for a page whose rule wants a recent
+// one.
+type StepUpData struct {
+	CSRF     string
+	Username string
+	ReturnTo string // where to go afterwards; empty for "/"
+	Error    string
+}

@@ -124,6 +124,8 @@ func NewHandler(o HandlerOptions) (*Handler, error) {
 	h.mux.HandleFunc("POST "+PathRecoveryCodesNew, h.csrf(h.recoveryCodesNew))
 	h.mux.HandleFunc("GET "+PathPassword, h.passwordPage)
 	h.mux.HandleFunc("POST "+PathPassword, h.csrf(h.passwordSubmit))
+	h.mux.HandleFunc("GET "+PathStepUp, h.stepUpPage)
+	h.mux.HandleFunc("POST "+PathStepUp, h.csrf(h.stepUpSubmit))
 	h.mux.HandleFunc("POST "+PathLogout, h.csrf(h.logout))
 	h.mux.HandleFunc("POST "+PathLogoutEverywhere, h.csrf(h.logoutEverywhere))
 	h.mux.HandleFunc("GET "+PathAccount, h.accountPage)

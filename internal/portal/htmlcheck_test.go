@@ -14,7 +14,7 @@ import (
 
 // pagePaths are the addresses the portal's own forms may post to.
 var pagePaths = []string{
-	PathLogin, PathLoginTOTP, PathLoginRecovery, PathLogout, PathLogoutEverywhere,
+	PathLogin, PathLoginTOTP, PathLoginRecovery, PathLogout, PathLogoutEverywhere, PathStepUp,
 	PathPassword, PathTOTP, PathTOTPRemove, PathRecoveryCodes, PathRecoveryCodesNew,
 	PathPasskeyRename, PathPasskeyRemove,
 	PathPasskeyLoginBegin, PathPasskeyVerifyBegin, PathPasskeyRegisterBegin,

@@ -31,6 +31,7 @@ const (
 	PageAccount       = "account"        // AccountData
 	PageLoggedOut     = "logged_out"     // LoggedOutData
 	PageNotice        = "notice"         // NoticeData
+	PageStepUp        = "step_up"        // StepUpData
 )
 
 // pageSpecs lists every page: its data type, and whether it needs the wide
@@ -48,6 +49,7 @@ var pageSpecs = map[string]struct {
 	PageAccount:       {reflect.TypeFor[AccountData](), true},
 	PageLoggedOut:     {reflect.TypeFor[LoggedOutData](), false},
 	PageNotice:        {reflect.TypeFor[NoticeData](), false},
+	PageStepUp:        {reflect.TypeFor[StepUpData](), false},
 }
 
 // maxPageBytes bounds a rendered page; the largest real page is a few KB.

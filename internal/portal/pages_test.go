@@ -106,6 +106,8 @@ func samplePages(t testing.TB) []struct {
 		{PageLoggedOut, LoggedOutData{Everywhere: true, LoginURL: "/.moat/login?return_to=%2Fapp"}},
 		{PageNotice, NoticeData{Title: "Link expired", Message: "This link is no longer valid.", Error: true, Link: PathLogin, LinkText: "Sign in"}},
 		{PageNotice, NoticeData{Title: "Password changed", Message: "Your new password is in use."}},
+		{PageStepUp, StepUpData{CSRF: testToken, Username: "alice", ReturnTo: "/admin/settings"}},
+		{PageStepUp, StepUpData{CSRF: testToken, Error: "This page needs a second factor."}},
 	}
 }
 
@@ -218,6 +220,7 @@ func TestRenderEscapes(t *testing.T) {
 		{PageAccount, AccountData{CSRF: testToken, Username: evil, Notice: evil, Error: evil,
 			Sessions: []Session{{Methods: evil, Created: t0, LastSeen: t0}}}},
 		{PageNotice, NoticeData{Title: evil, Message: evil, Error: true, Link: "/x", LinkText: evil}},
+		{PageStepUp, StepUpData{CSRF: testToken, Username: evil, ReturnTo: evil, Error: evil}},
 	}
 	for _, tt := range pages {
 		t.Run(tt.page, func(t *testing.T) {

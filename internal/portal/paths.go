@@ -12,6 +12,8 @@ const (
 	PathLoginTOTP     = "/.moat/login/totp"     // POST: second factor, an authenticator code
 	PathLoginRecovery = "/.moat/login/recovery" // POST: second factor, a recovery code
 
+	PathStepUp = "/.moat/step-up" // GET: ask to confirm the second factor again; POST: start it
+
 	PathLogout           = "/.moat/logout"            // POST: end this session
 	PathLogoutEverywhere = "/.moat/logout/everywhere" // POST: end every session of the user
 
