@@ -164,7 +164,7 @@ type Route struct {
 	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 	// Access policy: public (anyone), authenticated (a signed-in user; browsers are sent to the login page, API clients get 401) or deny (no one). Required: a route without a policy does not load.
 	Policy string `yaml:"policy" json:"policy"`
-	// With policy authenticated: the user must have at least one of these roles, or gets 403. Empty: any signed-in user. A shorthand for an allow rule with these roles, checked besides allow.
+	// With policy authenticated: the caller must have at least one of these roles, or gets 403, before any allow rule is considered. Empty: any caller with credentials.
 	Roles []string `yaml:"roles,omitempty" json:"roles,omitempty"`
 	// Allow rules: a request must match one of them (deny by default). Empty: every caller the policy lets in.
 	Allow []AccessRule `yaml:"allow,omitempty" json:"allow,omitempty"`
@@ -253,7 +253,7 @@ type Backup struct {
 type Accounts struct {
 	// Base URL users reach Moat at (https://host[:port]), for the links moat user prints and the passkey origin. Default: https:// with the first host of tls.acme.domains, tls.dev.hosts or the routes (else localhost), and the HTTPS listener's port unless it is 443.
 	PublicURL string `yaml:"public_url,omitempty" json:"public_url,omitempty"`
-	// Users with any of these roles must have a second factor (an authenticator app or a passkey) and enroll one at their first login before reaching anything else. Default [admin].
+	// Users with any of these roles must have a second factor (an authenticator app or a passkey) and enroll one at their first login before reaching anything else. Default [admin, moat:admin].
 	MFARoles []string `yaml:"mfa_roles,omitempty" json:"mfa_roles,omitempty"`
 	// How long an enrollment or password-reset link stays valid. Default 72h.
 	EnrollLinkTTL Duration `yaml:"enroll_link_ttl,omitempty" json:"enroll_link_ttl,omitempty"`

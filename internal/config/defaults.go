@@ -115,7 +115,7 @@ func (c *Config) accountDefaults() {
 	a := &c.Accounts
 	str(&a.PublicURL, c.defaultPublicURL())
 	if a.MFARoles == nil {
-		a.MFARoles = []string{"admin"}
+		a.MFARoles = []string{"admin", "moat:admin"}
 	}
 	num(c, &a.EnrollLinkTTL, "accounts.enroll_link_ttl", Duration(72*time.Hour))
 	pw := &a.Password

@@ -237,8 +237,8 @@ func TestDefaultPublicURL(t *testing.T) {
 			if a.PublicURL != tc.url || a.Passkeys.RPID != tc.rpID || len(a.Passkeys.Origins) != 1 || a.Passkeys.Origins[0] != tc.origin {
 				t.Errorf("public_url %q rp_id %q origins %q; want %q, %q, [%q]", a.PublicURL, a.Passkeys.RPID, a.Passkeys.Origins, tc.url, tc.rpID, tc.origin)
 			}
-			if len(a.MFARoles) != 1 || a.MFARoles[0] != "admin" {
-				t.Errorf("mfa_roles %q, want [admin]", a.MFARoles)
+			if len(a.MFARoles) != 2 || a.MFARoles[0] != "admin" || a.MFARoles[1] != "moat:admin" {
+				t.Errorf("mfa_roles %q, want [admin moat:admin]", a.MFARoles)
 			}
 		})
 	}

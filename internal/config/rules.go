@@ -1,9 +1,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/moatgw/moat/internal/authz"
 )
 
 // amrValues are the authentication methods a rule may ask for.
@@ -65,6 +68,8 @@ func (v *validator) accessRule(p string, r Route, rule AccessRule) {
 	}
 	if len(rule.Expr) > 4096 {
 		v.add(p+".expr", "is %d bytes, more than 4096", len(rule.Expr))
+	} else if err := checkExpr(rule.Expr); err != nil {
+		v.add(p+".expr", "%v", err)
 	}
 }
 
@@ -91,4 +96,51 @@ func underPrefix(path, prefix string) bool {
 	}
 	path = strings.TrimSuffix(path, "/")
 	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+// AccessPolicy is the route's allow and deny rules as the policy engine
+// takes them. A route without allow rules lets in every caller its policy
+// admits (an allow rule without conditions). Call it on a validated
+// config: addresses that do not parse are left out.
+func (r *Route) AccessPolicy() authz.Policy {
+	var p authz.Policy
+	for _, rule := range r.Allow {
+		p.Allow = append(p.Allow, rule.authzRule())
+	}
+	if len(p.Allow) == 0 {
+		p.Allow = []authz.Rule{{Name: "default"}}
+	}
+	for _, rule := range r.Deny {
+		p.Deny = append(p.Deny, rule.authzRule())
+	}
+	return p
+}
+
+func (a AccessRule) authzRule() authz.Rule {
+	r := authz.Rule{
+		Name: a.Name, Authenticated: a.Authenticated, Roles: a.Roles, Scopes: a.Scopes, Methods: a.Methods,
+		Paths: a.Paths, MFA: a.MFA, MFAMaxAge: a.MFAMaxAge.D(), AuthMethods: a.AuthMethods, Expr: a.Expr,
+	}
+	for _, s := range a.SourceIPs {
+		if pfx, err := parsePrefix(s); err == nil {
+			r.SourceIPs = append(r.SourceIPs, pfx)
+		}
+	}
+	return r
+}
+
+// checkExpr compiles one rule's expression alone, so that its error can be
+// placed at the rule.
+func checkExpr(expr string) error {
+	if expr == "" {
+		return nil
+	}
+	_, err := authz.Compile(authz.Policy{Allow: []authz.Rule{{Name: "rule", Expr: expr}}})
+	if err != nil {
+		msg := err.Error()
+		msg = strings.TrimPrefix(msg, "allow[0] (rule): ")
+		msg = strings.TrimPrefix(msg, "expr: ")
+		return errors.New(msg)
+	}
+	return nil
 }

@@ -155,7 +155,8 @@ func EnrollLink(cfg *config.Config, token string) string {
 }
 
 // Bootstrap makes sure a fresh installation can be taken over without a
-// default password: with no user at all it creates "admin" (role admin)
+// default password: with no user at all it creates "admin" (roles admin
+// and moat:admin, Moat's own administrator)
 // and returns a one-time enrollment link for it. While that admin has not
 // set a password yet, each start replaces the link with a new one. Once
 // anyone has enrolled it returns "".
@@ -166,7 +167,7 @@ func (a *Accounts) Bootstrap(ctx context.Context, cfg *config.Config) (string, e
 	}
 	switch {
 	case len(users) == 0:
-		_, tok, err := a.Service.CreateUser(ctx, "admin", "", "Administrator", []string{"admin"})
+		_, tok, err := a.Service.CreateUser(ctx, "admin", "", "Administrator", []string{"admin", "moat:admin"})
 		if err != nil {
 			return "", fmt.Errorf("creating the first admin: %w", err)
 		}

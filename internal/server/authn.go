@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/moatgw/moat/internal/apikey"
 	"github.com/moatgw/moat/internal/assertion"
 	"github.com/moatgw/moat/internal/authn"
+	"github.com/moatgw/moat/internal/authz"
 	"github.com/moatgw/moat/internal/jwtauth"
 	"github.com/moatgw/moat/internal/portal"
 	"github.com/moatgw/moat/internal/problem"
@@ -71,17 +73,24 @@ func isPortalPath(p string) bool {
 // client certificate, then the session cookie. Every check that cannot be
 // made (the store, Redis or an issuer's keys unreachable) refuses with
 // 503: Moat fails closed.
+//
+// On a public route with access rules (rt.optional) credentials are
+// checked only when the request brings some: an anonymous request goes on
+// to the rules, which decide.
 func (g gateway) authenticate(w http.ResponseWriter, r *http.Request, info *request.Info, snap *snapshot, rt *compiledRoute) bool {
 	p, ok := g.identify(w, r, info, snap, rt)
 	if !ok {
 		return false
 	}
 	info.Principal = p
-	if !p.HasRole(rt.roles...) {
+	if p != nil && !p.HasRole(rt.roles...) {
 		g.refuse(w, r, info, snap, "policy.roles", &problem.Error{Status: http.StatusForbidden})
 		return false
 	}
-	if g.s.assertions != nil {
+	if !g.authorize(w, r, info, snap, rt) {
+		return false
+	}
+	if p != nil && g.s.assertions != nil {
 		tok, err := g.s.assertions.Sign(p, rt.name, info.ID)
 		if err != nil {
 			// An upstream may trust only the assertion: never send the
@@ -165,6 +174,9 @@ func (g gateway) identify(w http.ResponseWriter, r *http.Request, info *request.
 		return p, true
 	}
 	if !rt.methods.has(acceptSession) {
+		if rt.optional {
+			return nil, true
+		}
 		g.unauthorized(w, r, info, snap, rt, "authn.required", "This route needs credentials.")
 		return nil, false
 	}
@@ -181,6 +193,9 @@ func (g gateway) identify(w http.ResponseWriter, r *http.Request, info *request.
 		}
 	}
 	if sp == nil || sp.Pending != "" {
+		if rt.optional {
+			return nil, true
+		}
 		g.challenge(w, r, info, snap, rt, sp)
 		return nil, false
 	}
@@ -287,5 +302,68 @@ func identityHeaders(r *http.Request, h http.Header) {
 	}
 	if info.Assertion != "" {
 		h[assertion.Header] = []string{info.Assertion}
+	}
+}
+
+// authorize applies the route's allow and deny rules to the request and
+// its principal (nil when anonymous). It returns true when the request may
+// go on; otherwise it has answered: a login challenge, a step-up, or 403.
+func (g gateway) authorize(w http.ResponseWriter, r *http.Request, info *request.Info, snap *snapshot, rt *compiledRoute) bool {
+	if rt.access == nil {
+		return true
+	}
+	req := authz.Request{Method: r.Method, Path: r.URL.Path, Header: r.Header, ClientIP: info.ClientIP, Time: g.s.now(), Principal: info.Principal}
+	if rt.query {
+		req.Query = r.URL.Query()
+	}
+	d := rt.access.Decide(&req)
+	if g.s.logger.Enabled(r.Context(), slog.LevelDebug) {
+		who := ""
+		if info.Principal != nil {
+			who = info.Principal.Name
+		}
+		g.s.logger.Debug("access decision", "request_id", info.ID, "route", rt.name, "outcome", d.Outcome.String(), "rule", d.Rule, "principal", who)
+	}
+	switch d.Outcome {
+	case authz.Allowed:
+		return true
+	case authz.NeedLogin:
+		g.challenge(w, r, info, snap, rt, nil)
+	case authz.NeedStepUp:
+		g.stepUp(w, r, info, snap, rt)
+	default:
+		rule := "authz.no_rule"
+		if d.Rule != "" {
+			rule = "authz.deny." + d.Rule
+		}
+		g.refuse(w, r, info, snap, rule, &problem.Error{Status: http.StatusForbidden})
+	}
+	return false
+}
+
+// stepUp answers a signed-in caller whose second factor is missing or too
+// old for the rule that would let them in: a browser with a session is
+// sent to confirm it again; a bearer token gets RFC 9470's
+// insufficient_user_authentication; anything else 403.
+func (g gateway) stepUp(w http.ResponseWriter, r *http.Request, info *request.Info, snap *snapshot, rt *compiledRoute) {
+	p := info.Principal
+	const rule = "authz.step_up"
+	switch {
+	case p.Method == authn.MethodSession && wantsPage(r):
+		back := r.URL.EscapedPath()
+		if r.URL.RawQuery != "" {
+			back += "?" + r.URL.RawQuery
+		}
+		w.Header().Set("Location", portal.PathStepUp+"?"+portal.FieldReturnTo+"="+url.QueryEscape(back))
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusSeeOther)
+		g.s.recordDenied(r, info, rule)
+	case p.Method == authn.MethodJWT:
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_user_authentication", error_description="a more recent authentication with a second factor is required"`)
+		g.refuse(w, r, info, snap, rule, &problem.Error{Status: http.StatusUnauthorized,
+			Detail: "This request needs a more recent sign-in with a second factor."})
+	default:
+		g.refuse(w, r, info, snap, rule, &problem.Error{Status: http.StatusForbidden,
+			Detail: "This request needs a recent confirmation with a second factor: sign in again."})
 	}
 }

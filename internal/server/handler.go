@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moatgw/moat/internal/admin"
 	"github.com/moatgw/moat/internal/assertion"
 	"github.com/moatgw/moat/internal/clientip"
 	"github.com/moatgw/moat/internal/event"
@@ -37,6 +38,8 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var rt *compiledRoute
 	switch {
+	case strings.HasPrefix(r.URL.Path, admin.Prefix):
+		rt = snap.admin
 	case isPortalPath(r.URL.Path):
 		rt = snap.portal
 	case r.URL.Path == assertion.JWKSPath:
@@ -72,7 +75,11 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch rt.policy {
-	case policyPublic, policyPortal, policyMoat:
+	case policyPublic:
+		if !rt.optional || g.authenticate(rw, r, info, snap, rt) {
+			rt.handler.ServeHTTP(rw, r)
+		}
+	case policyPortal, policyMoat:
 		rt.handler.ServeHTTP(rw, r)
 	case policyAuthenticated:
 		if g.authenticate(rw, r, info, snap, rt) {

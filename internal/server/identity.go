@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moatgw/moat/internal/admin"
 	"github.com/moatgw/moat/internal/apikey"
 	"github.com/moatgw/moat/internal/assertion"
 	"github.com/moatgw/moat/internal/clientcert"
@@ -71,6 +72,13 @@ func (s *Server) openIdentity(cfg *config.Config) error {
 	})
 	if err != nil {
 		return fmt.Errorf("identity assertion: %w", err)
+	}
+	s.adminAPI, err = admin.New(admin.Options{
+		Accounts: s.accounts.Service, APIKeys: s.apikeys, Events: s.events, Now: s.now,
+		Logger: s.baseLogger, PublicURL: cfg.Accounts.PublicURL,
+	})
+	if err != nil {
+		return fmt.Errorf("administration API: %w", err)
 	}
 	return nil
 }

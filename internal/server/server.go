@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/net/netutil"
 
+	"github.com/moatgw/moat/internal/admin"
 	"github.com/moatgw/moat/internal/apikey"
 	"github.com/moatgw/moat/internal/assertion"
 	"github.com/moatgw/moat/internal/backup"
@@ -62,6 +63,7 @@ type Server struct {
 	apikeys    *apikey.Service
 	jwt        *jwtauth.Verifier // nil without jwt.issuers
 	assertions *assertion.Signer
+	adminAPI   *admin.Handler
 	accounts   *Accounts
 	portal     http.Handler // the login portal under /.moat/
 	bootstrap  string       // the first admin's enrollment link, if one was made at this start

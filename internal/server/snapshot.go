@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/moatgw/moat/internal/authz"
 	"github.com/moatgw/moat/internal/clientcert"
 	"github.com/moatgw/moat/internal/clientip"
 	"github.com/moatgw/moat/internal/config"
@@ -34,20 +35,26 @@ const (
 
 // portalRoute names the login portal in metrics, logs and events; route
 // names from the config cannot start with a dot.
-const portalRoute = ".moat"
+const (
+	portalRoute = ".moat"
+	adminRoute  = ".moat-admin"
+)
 
 // compiledRoute is one route, ready to serve: everything the request path
 // needs is resolved here, once.
 type compiledRoute struct {
-	name    string
-	policy  policy
-	roles   []string             // with policyAuthenticated: any of these, or any user when empty
-	methods methodSet            // with policyAuthenticated: how callers may authenticate
-	mtls    *clientcert.Verifier // with the mtls method
-	headers *headers.Set
-	handler http.Handler // the proxy; nil for deny routes
-	proxy   *proxy.Proxy
-	metrics *routeMetrics
+	name     string
+	policy   policy
+	roles    []string             // with policyAuthenticated: any of these, or any user when empty
+	methods  methodSet            // with policyAuthenticated: how callers may authenticate
+	mtls     *clientcert.Verifier // with the mtls method
+	access   *authz.Compiled      // the allow and deny rules; nil for a public route without rules
+	query    bool                 // some rule's expression reads the query string
+	optional bool                 // a public route with rules: callers with credentials are identified
+	headers  *headers.Set
+	handler  http.Handler // the proxy; nil for deny routes
+	proxy    *proxy.Proxy
+	metrics  *routeMetrics
 }
 
 // snapshot is an immutable compiled configuration. A reload builds a new
@@ -59,7 +66,8 @@ type snapshot struct {
 	list        []*compiledRoute
 	redirects   hostSet // hosts the plain-HTTP listener redirects
 	trusted     *clientip.Trusted
-	ownHeaders  *headers.Set // for responses that match no route
+	ownHeaders  *headers.Set   // for responses that match no route
+	admin       *compiledRoute // the administration API under admin.Prefix
 	portal      *compiledRoute
 	jwks        *compiledRoute // the assertion keys at assertion.JWKSPath
 	clientCerts *clientCerts   // when some route accepts client certificates
@@ -90,6 +98,12 @@ func (s *Server) compile(cfg *config.Config) (*snapshot, error) {
 	// look it up at each request.
 	portal := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.portal.ServeHTTP(w, r) })
 	snap.portal = &compiledRoute{name: portalRoute, policy: policyPortal, headers: own, handler: portal, metrics: s.metrics.forRoute(portalRoute)}
+	adminAPI := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.adminAPI.ServeHTTP(w, r) })
+	// The administration API: callers sign in like on any authenticated
+	// route (a session, or an API key a user owns); the handler checks
+	// Moat's own roles and permissions.
+	snap.admin = &compiledRoute{name: adminRoute, policy: policyAuthenticated, methods: acceptSession | acceptAPIKey,
+		headers: own, handler: adminAPI, metrics: s.metrics.forRoute(adminRoute)}
 	jwks := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.assertions.Handler().ServeHTTP(w, r) })
 	snap.jwks = &compiledRoute{name: portalRoute, policy: policyMoat, headers: own, handler: jwks, metrics: snap.portal.metrics}
 	var specs, denySpecs []route.Spec[*compiledRoute]
@@ -135,6 +149,10 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 	switch rc.Policy {
 	case config.PolicyPublic:
 		cr.policy = policyPublic
+		if len(rc.Allow)+len(rc.Deny) > 0 {
+			cr.optional = true
+			cr.methods = parseMethods(rc.Accept)
+		}
 	case config.PolicyAuthenticated:
 		cr.policy = policyAuthenticated
 		cr.roles = rc.Roles
@@ -144,6 +162,15 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 		return cr, nil // a deny route never reaches an upstream
 	default:
 		return nil, fmt.Errorf("unknown policy %q", rc.Policy)
+	}
+	if cr.policy == policyAuthenticated || cr.optional {
+		ap := rc.AccessPolicy()
+		if cr.access, err = authz.Compile(ap); err != nil {
+			return nil, fmt.Errorf("access rules: %w", err)
+		}
+		for _, r := range append(ap.Allow, ap.Deny...) {
+			cr.query = cr.query || strings.Contains(r.Expr, "query")
+		}
 	}
 	ups := make([]*url.URL, 0, len(rc.Upstreams))
 	for _, u := range rc.Upstreams {
