@@ -13,12 +13,12 @@ import (
 
 // LintRoute is what Lint needs to know about a route.
 type LintRoute struct {
-	Name    string
-	Hosts   []string // as in config: exact names or "*.example.com"; empty for any host
-	Path    string   // the route's path prefix
-	Policy  string   // "public", "authenticated" or "deny"
-	Roles   []string // the route's own roles (with policy authenticated)
-	Policy2 Policy   // the route's allow and deny rules
+	Name   string
+	Hosts  []string // as in config: exact names or "*.example.com"; empty for any host
+	Path   string   // the route's path prefix
+	Policy string   // "public", "authenticated" or "deny"
+	Roles  []string // the route's own roles (with policy authenticated)
+	Access Policy   // the route's allow and deny rules
 }
 
 // Finding is one thing Lint found.
@@ -78,14 +78,14 @@ func Lint(routes []LintRoute) []Finding {
 			continue
 		}
 		routeAdmin := hasAdmin(rt.Path)
-		if rt.Policy == "public" && routeAdmin && len(rt.Policy2.Allow) == 0 {
+		if rt.Policy == "public" && routeAdmin && len(rt.Access.Allow) == 0 {
 			add("", "public route on admin path %s lets anyone use every method: make it authenticated with roles, or add allow rules that restrict methods, roles or scopes", displayPath(rt.Path))
 		}
-		if rt.Policy == "authenticated" && len(rt.Roles) == 0 && (hasAdmin(rt.Name) || routeAdmin) && !anyIdentityRule(rt.Policy2.Allow) {
+		if rt.Policy == "authenticated" && len(rt.Roles) == 0 && (hasAdmin(rt.Name) || routeAdmin) && !anyIdentityRule(rt.Access.Allow) {
 			add("", "authenticated route %q lets every signed-in user in: add roles (for example roles: [admin]) to the route or to its allow rules", rt.Name)
 		}
-		lintRules(rt, "deny", rt.Policy2.Deny, add)
-		lintRules(rt, "allow", rt.Policy2.Allow, add)
+		lintRules(rt, "deny", rt.Access.Deny, add)
+		lintRules(rt, "allow", rt.Access.Allow, add)
 	}
 	return out
 }
@@ -125,7 +125,7 @@ func lintRules(rt *LintRoute, kind string, rules []Rule, add func(rule, format s
 			if i < len(rules)-1 {
 				add(name, "the rule has no conditions, so the allow rules after it are never reached: move it last, or give it conditions")
 			}
-			if rt.Policy == "authenticated" && len(rt.Roles) == 0 && len(rt.Policy2.Deny) > 0 {
+			if rt.Policy == "authenticated" && len(rt.Roles) == 0 && len(rt.Access.Deny) > 0 {
 				add(name, "the rule has no conditions, so every signed-in user the deny rules miss gets in: say who is allowed with roles, scopes or expr rather than relying on deny rules")
 			}
 		}

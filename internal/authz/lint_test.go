@@ -17,9 +17,9 @@ func TestLint(t *testing.T) {
 		{
 			name: "a sound config has no findings",
 			routes: []LintRoute{
-				{Name: "app", Path: "/", Policy: "authenticated", Policy2: Policy{Allow: []Rule{{Name: "users", Roles: []string{"user"}}}}},
+				{Name: "app", Path: "/", Policy: "authenticated", Access: Policy{Allow: []Rule{{Name: "users", Roles: []string{"user"}}}}},
 				{Name: "admin", Path: "/admin", Policy: "authenticated", Roles: []string{"admin"}},
-				{Name: "admin-api", Path: "/api/admin", Policy: "authenticated", Policy2: Policy{
+				{Name: "admin-api", Path: "/api/admin", Policy: "authenticated", Access: Policy{
 					Deny:  []Rule{{Name: "no-contractors", Roles: []string{"contractor"}}},
 					Allow: []Rule{{Name: "read", Methods: []string{"GET"}, Roles: []string{"ops"}}, admins},
 				}},
@@ -80,7 +80,7 @@ func TestLint(t *testing.T) {
 			name: "admin route open to every signed-in user",
 			routes: []LintRoute{
 				{Name: "admin-ui", Path: "/ui", Policy: "authenticated"},
-				{Name: "tools", Path: "/admin", Policy: "authenticated", Policy2: Policy{Allow: []Rule{{Name: "office", SourceIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}}},
+				{Name: "tools", Path: "/admin", Policy: "authenticated", Access: Policy{Allow: []Rule{{Name: "office", SourceIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}}},
 			},
 			want: []want{
 				{"admin-ui", "", `authenticated route "admin-ui" lets every signed-in user in: add roles`},
@@ -91,13 +91,13 @@ func TestLint(t *testing.T) {
 		{
 			name: "admin route with roles in an allow rule",
 			routes: []LintRoute{
-				{Name: "admin", Path: "/admin", Policy: "authenticated", Policy2: Policy{Allow: []Rule{admins}}},
+				{Name: "admin", Path: "/admin", Policy: "authenticated", Access: Policy{Allow: []Rule{admins}}},
 			},
 		},
 		{
 			name: "rule opening an admin path",
 			routes: []LintRoute{
-				{Name: "api", Path: "/api", Policy: "authenticated", Policy2: Policy{Allow: []Rule{
+				{Name: "api", Path: "/api", Policy: "authenticated", Access: Policy{Allow: []Rule{
 					{Name: "admin-open", Paths: []string{"/api/admin"}, MFA: true},
 					{Name: "admin-read", Paths: []string{"/api/admin"}, Methods: []string{"GET"}},
 					{Name: "admin-expr", Paths: []string{"/api/admin"}, Expr: `request.ip.startsWith("10.")`},
@@ -109,7 +109,7 @@ func TestLint(t *testing.T) {
 		{
 			name: "expression always true",
 			routes: []LintRoute{
-				{Name: "api", Path: "/api", Policy: "authenticated", Roles: []string{"user"}, Policy2: Policy{Allow: []Rule{
+				{Name: "api", Path: "/api", Policy: "authenticated", Roles: []string{"user"}, Access: Policy{Allow: []Rule{
 					{Name: "lit", Expr: " true "},
 					{Name: "or", Roles: []string{"x"}, Expr: `principal.name == "bob" || (true)`},
 					{Name: "and", Roles: []string{"x"}, Expr: `true && true`},
@@ -126,18 +126,18 @@ func TestLint(t *testing.T) {
 		{
 			name: "unconditional allow rule before others",
 			routes: []LintRoute{
-				{Name: "api", Path: "/api", Policy: "public", Policy2: Policy{Allow: []Rule{{}, admins}}},
+				{Name: "api", Path: "/api", Policy: "public", Access: Policy{Allow: []Rule{{}, admins}}},
 			},
 			want: []want{{"api", "allow[0]", "so the allow rules after it are never reached"}},
 		},
 		{
 			name: "unconditional allow rule with deny rules on an authenticated route",
 			routes: []LintRoute{
-				{Name: "app", Path: "/app", Policy: "authenticated", Policy2: Policy{
+				{Name: "app", Path: "/app", Policy: "authenticated", Access: Policy{
 					Deny:  []Rule{{Name: "no-contractors", Roles: []string{"contractor"}}},
 					Allow: []Rule{{Name: "everyone"}},
 				}},
-				{Name: "with-roles", Path: "/b", Policy: "authenticated", Roles: []string{"user"}, Policy2: Policy{
+				{Name: "with-roles", Path: "/b", Policy: "authenticated", Roles: []string{"user"}, Access: Policy{
 					Deny:  []Rule{{Name: "no-contractors", Roles: []string{"contractor"}}},
 					Allow: []Rule{{Name: "everyone"}},
 				}},
@@ -147,14 +147,14 @@ func TestLint(t *testing.T) {
 		{
 			name: "unconditional deny rule",
 			routes: []LintRoute{
-				{Name: "app", Path: "/app", Policy: "authenticated", Roles: []string{"user"}, Policy2: Policy{Deny: []Rule{{}}}},
+				{Name: "app", Path: "/app", Policy: "authenticated", Roles: []string{"user"}, Access: Policy{Deny: []Rule{{}}}},
 			},
 			want: []want{{"app", "deny[0]", "denies every request: give the rule conditions, or set the route's policy to deny"}},
 		},
 		{
 			name: "source ips of a whole family",
 			routes: []LintRoute{
-				{Name: "app", Path: "/", Policy: "authenticated", Roles: []string{"user"}, Policy2: Policy{Allow: []Rule{
+				{Name: "app", Path: "/", Policy: "authenticated", Roles: []string{"user"}, Access: Policy{Allow: []Rule{
 					{Name: "any", SourceIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::/0")}},
 				}}},
 			},
@@ -163,7 +163,7 @@ func TestLint(t *testing.T) {
 		{
 			name: "rule paths outside the route",
 			routes: []LintRoute{
-				{Name: "api", Path: "/api", Policy: "authenticated", Roles: []string{"user"}, Policy2: Policy{
+				{Name: "api", Path: "/api", Policy: "authenticated", Roles: []string{"user"}, Access: Policy{
 					Deny: []Rule{
 						{Name: "never", Paths: []string{"/apix"}},
 						{Name: "loose", Paths: []string{"/API/v1"}},
@@ -183,7 +183,7 @@ func TestLint(t *testing.T) {
 		{
 			name: "deny routes' own rules are not checked",
 			routes: []LintRoute{
-				{Name: "gone", Path: "/admin", Policy: "deny", Policy2: Policy{Allow: []Rule{{}, {}}}},
+				{Name: "gone", Path: "/admin", Policy: "deny", Access: Policy{Allow: []Rule{{}, {}}}},
 			},
 		},
 	}

@@ -40,6 +40,7 @@ func commands() []command {
 		{"keys", "the key ring that encrypts secrets at rest", runKeys},
 		{"user", "local accounts: add, list, disable, reset, sessions", runUser},
 		{"apikey", "API keys for programs: create, list, revoke, rotate", runAPIKey},
+		{"policy", "test a request against a route's access rules; lint them", runPolicy},
 		{"backup", "encrypted backups: create, verify, restore", runBackup},
 		{"version", "print the version", runVersion},
 	}

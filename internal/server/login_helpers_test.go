@@ -75,11 +75,18 @@ type loginGateway struct {
 // dir (a new one when ""), with accounts as its accounts section.
 func startLoginGateway(t *testing.T, dir, accounts string) *loginGateway {
 	t.Helper()
+	return startLoginGatewayWith(t, dir, accounts, loginRoutes)
+}
+
+// startLoginGatewayWith is startLoginGateway with the routes routes
+// returns for the upstream's URL.
+func startLoginGatewayWith(t *testing.T, dir, accounts string, routes func(upstream string) string) *loginGateway {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	up := echoUpstream(t)
-	yml := testConfig(dir, accounts, loginRoutes(up.URL))
+	yml := testConfig(dir, accounts, routes(up.URL))
 	cfg, err := config.Parse("login.yaml", []byte(yml))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yml)
