@@ -155,12 +155,16 @@ routes:
     policy: authenticated
     accept: [session, apikey]
     upstreams: [%[2]q]
-  # Users with the admin role only; admins must use a second factor.
+  # Users with the admin role only; admins must use a second factor, and
+  # confirm it again when their sign-in is more than 5 minutes old (step-up).
   - name: ops
     path: /ops
     policy: authenticated
     roles: [admin]
     upstreams: [%[2]q]
+    allow:
+      - name: recent-second-factor
+        mfa_max_age: 5m
   # The demo application: public, with upstream 5xx bodies masked and banners removed.
   - name: app
     path: /
@@ -295,6 +299,8 @@ Try:
 	}
 	fmt.Fprintf(&b, `  Then open %[1]s/me (any signed-in user) and %[1]s/ops/ (admins only: alice gets 403).
   Manage users: moat user list --config %[2]s (add, disable, reset-password, reset-mfa, sessions, revoke-sessions)
+  Why alice gets 403 on /ops: moat policy test --config %[2]s --as alice %[1]s/ops/
+  Over-broad rules: moat policy lint --config %[2]s
 `, gw, cfgPath)
 	fmt.Fprintf(&b, `
 Durable state, encrypted at rest, with verified backups (in another terminal;
