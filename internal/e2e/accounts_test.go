@@ -388,7 +388,7 @@ func TestServeFirstAdminLink(t *testing.T) {
 		t.Fatalf("no first-admin link on stderr:\n%s", p.logs())
 	}
 	out := mustRun(t, "", "user", "list", "--config", cfg)
-	if !regexp.MustCompile(`(?m)^admin\s+admin\s+active\s+no\s`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^admin\s+admin, moat:admin\s+active\s+no\s`).MatchString(out) {
 		t.Errorf("user list after the first start:\n%s", out)
 	}
 	b := newBrowser(t, dir, "https://"+addr)
