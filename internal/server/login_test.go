@@ -605,7 +605,7 @@ func TestFirstAdminBootstrap(t *testing.T) {
 		t.Fatalf("BootstrapLink on an empty store: %q", link1)
 	}
 	users, err := g1.srv.Accounts().Service.Users(ctx)
-	if err != nil || len(users) != 1 || users[0].Username != "admin" || !slices.Equal(users[0].Roles, []string{"admin"}) {
+	if err != nil || len(users) != 1 || users[0].Username != "admin" || !slices.Equal(users[0].Roles, []string{"admin", "moat:admin"}) {
 		t.Fatalf("users after the first start: %v %v", users, err)
 	}
 	stopGateway(t, g1)
