@@ -34,6 +34,10 @@ type Config struct {
 	JWT JWT `yaml:"jwt,omitempty" json:"jwt,omitempty"`
 	// The signed identity assertion (X-Moat-Assertion) sent to upstreams with every request that has an authenticated principal.
 	Assertion Assertion `yaml:"assertion,omitempty" json:"assertion,omitempty"`
+	// Rate limits: where their counters live, and the limits every route gets.
+	RateLimits RateLimits `yaml:"rate_limits,omitempty" json:"rate_limits,omitempty"`
+	// Caps on requests in flight across all routes, with a short queue; excess gets 503.
+	LoadShedding LoadShedding `yaml:"load_shedding,omitempty" json:"load_shedding,omitempty"`
 	// Scheduled, encrypted, verified backups taken by moat serve. Absent: no scheduled backups.
 	Backup *Backup `yaml:"backup,omitempty" json:"backup,omitempty"`
 	// Routes map requests to upstreams. A request that matches none gets 404.
@@ -196,6 +200,10 @@ type Route struct {
 	MaskErrors *bool `yaml:"mask_errors,omitempty" json:"mask_errors,omitempty"`
 	// Security header overrides for this route.
 	Headers Headers `yaml:"headers,omitempty" json:"headers,omitempty"`
+	// Rate limits of this route, besides the global ones. Limits keyed by principal or apikey apply after authentication.
+	RateLimits []RateLimit `yaml:"rate_limits,omitempty" json:"rate_limits,omitempty"`
+	// Requests this route serves at once; more wait up to load_shedding.queue_wait, then get 503. 0: no cap of its own.
+	MaxInFlight int `yaml:"max_in_flight,omitempty" json:"max_in_flight,omitempty"`
 }
 
 // UpstreamTLS configures TLS to an upstream.
@@ -436,4 +444,46 @@ type AccessRule struct {
 	SourceIPs []string `yaml:"source_ips,omitempty" json:"source_ips,omitempty"`
 	// A CEL expression returning bool over request (method, path, headers, query, ip, time) and principal (authenticated, subject, name, method, issuer, roles, scopes, amr, auth_time, claims). Checked when the config loads.
 	Expr string `yaml:"expr,omitempty" json:"expr,omitempty"`
+}
+
+// RateLimits configures rate limiting.
+type RateLimits struct {
+	// Where counters live: memory (this instance; the default) or redis (shared by every instance using redis_url).
+	Store string `yaml:"store,omitempty" json:"store,omitempty"`
+	// Redis URL (redis:// or rediss://) for store redis; a secret reference when it holds a password.
+	RedisURL string `yaml:"redis_url,omitempty" json:"redis_url,omitempty"`
+	// When Redis cannot answer: fail_open (decide with a limiter in this instance's memory; the default) or fail_closed (refuse with 503). A limit may override it.
+	FailureMode string `yaml:"failure_mode,omitempty" json:"failure_mode,omitempty"`
+	// Most keys the memory store keeps; idle ones are evicted first. Default 100000.
+	MaxKeys int `yaml:"max_keys,omitempty" json:"max_keys,omitempty"`
+	// IPv6 clients are counted by this prefix length, since one host usually holds a whole /64. Default 64.
+	IPv6Prefix int `yaml:"ipv6_prefix,omitempty" json:"ipv6_prefix,omitempty"`
+	// Limits applied to every route, before authentication (so keyed by ip or route).
+	Global []RateLimit `yaml:"global,omitempty" json:"global,omitempty"`
+}
+
+// RateLimit is one limit: rate requests per period, with a burst.
+type RateLimit struct {
+	// Name, in headers, metrics and events: 1 to 32 lower-case letters, digits or -.
+	Name string `yaml:"name" json:"name"`
+	// What is counted: ip (the client address), principal (the authenticated caller), apikey (the API key), route (everyone together).
+	Key string `yaml:"key" json:"key"`
+	// Requests allowed per period, sustained. Must be greater than 0.
+	Rate int `yaml:"rate" json:"rate"`
+	// The period of rate: 1s, 1m, 1h... Default 1s.
+	Per Duration `yaml:"per,omitempty" json:"per,omitempty"`
+	// Requests allowed at once. Default: rate.
+	Burst int `yaml:"burst,omitempty" json:"burst,omitempty"`
+	// Overrides rate_limits.failure_mode for this limit.
+	FailureMode string `yaml:"failure_mode,omitempty" json:"failure_mode,omitempty"`
+}
+
+// LoadShedding caps what the gateway serves at once.
+type LoadShedding struct {
+	// Requests served at once across all routes; 0 (the default) means no cap.
+	MaxInFlight int `yaml:"max_in_flight,omitempty" json:"max_in_flight,omitempty"`
+	// Requests that may wait for a free slot (global or a route's). Default 100.
+	MaxQueue int `yaml:"max_queue,omitempty" json:"max_queue,omitempty"`
+	// How long a request waits for a slot before 503. Default 100ms.
+	QueueWait Duration `yaml:"queue_wait,omitempty" json:"queue_wait,omitempty"`
 }

@@ -48,7 +48,7 @@ func TestParseDecodeErrors(t *testing.T) {
 		{
 			name: "unknown key without close match lists known keys",
 			yaml: "colour: blue\n",
-			want: []string{`moat.yaml:1:1: colour: unknown key (known keys: data_dir, listen, limits, tls, trusted_proxies, reserved_headers, headers, log, database, keys, accounts, oidc, jwt, assertion, backup, routes)`},
+			want: []string{`moat.yaml:1:1: colour: unknown key (known keys: data_dir, listen, limits, tls, trusted_proxies, reserved_headers, headers, log, database, keys, accounts, oidc, jwt, assertion, rate_limits, load_shedding, backup, routes)`},
 		},
 		{
 			name: "dash instead of underscore",

@@ -83,6 +83,7 @@ func (c *Config) ApplyDefaults() {
 
 	c.accountDefaults()
 	c.identityDefaults()
+	c.limitDefaults()
 
 	if b := c.Backup; b != nil {
 		str(&b.Dir, filepath.Join(c.DataDir, "backups"))
@@ -193,6 +194,47 @@ func (c *Config) identityDefaults() {
 	}
 	num(c, &c.Assertion.Lifetime, "assertion.lifetime", Duration(time.Minute))
 	num(c, &c.Assertion.Rotation, "assertion.rotation", Duration(24*time.Hour))
+}
+
+// Rate limit stores and failure modes.
+const (
+	StoreMemory = "memory"
+	StoreRedis  = "redis"
+	FailOpen    = "fail_open"
+	FailClosed  = "fail_closed"
+)
+
+// Rate limit keys.
+const (
+	KeyIP        = "ip"
+	KeyPrincipal = "principal"
+	KeyAPIKey    = "apikey"
+	KeyRoute     = "route"
+)
+
+func (c *Config) limitDefaults() {
+	rl := &c.RateLimits
+	str(&rl.Store, StoreMemory)
+	str(&rl.FailureMode, FailOpen)
+	num(c, &rl.MaxKeys, "rate_limits.max_keys", 100_000)
+	num(c, &rl.IPv6Prefix, "rate_limits.ipv6_prefix", 64)
+	limits := func(ls []RateLimit, path string) {
+		for i := range ls {
+			l := &ls[i]
+			num(c, &l.Per, indexPath(path, i)+".per", Duration(time.Second))
+			if l.Burst == 0 {
+				l.Burst = l.Rate
+			}
+			str(&l.FailureMode, rl.FailureMode)
+		}
+	}
+	limits(rl.Global, "rate_limits.global")
+	for i := range c.Routes {
+		limits(c.Routes[i].RateLimits, indexPath("routes", i)+".rate_limits")
+	}
+	ls := &c.LoadShedding
+	num(c, &ls.MaxQueue, "load_shedding.max_queue", 100)
+	num(c, &ls.QueueWait, "load_shedding.queue_wait", Duration(100*time.Millisecond))
 }
 
 func str(s *string, def string) {

@@ -44,6 +44,7 @@ func (c *Config) Validate() error {
 	}
 	v.accounts(c.Accounts)
 	v.identity(c)
+	v.rateLimits(c)
 	if c.Backup != nil {
 		v.backup(*c.Backup)
 	}

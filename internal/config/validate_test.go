@@ -133,6 +133,23 @@ func TestValidateRules(t *testing.T) {
 		}, "routes[0].allow[0].authenticated", "never matches"},
 		{"rule name with spaces", func(c *Config) { c.Routes[0].Allow = []AccessRule{{Name: "read only"}} }, "routes[0].allow[0].name", "lower-case letters"},
 
+		// Rate limits.
+		{"redis store without a url", func(c *Config) { c.RateLimits.Store = "redis" }, "rate_limits.redis_url", "required with store redis"},
+		{"unknown store", func(c *Config) { c.RateLimits.Store = "disk" }, "rate_limits.store", `unknown store "disk"`},
+		{"global limit by principal", func(c *Config) {
+			c.RateLimits.Global = []RateLimit{{Name: "who", Key: "principal", Rate: 10, Per: Duration(time.Second), Burst: 10, FailureMode: FailOpen}}
+		}, "rate_limits.global[0].key", "before authentication"},
+		{"limit with no rate", func(c *Config) {
+			c.Routes[0].RateLimits = []RateLimit{{Name: "ip", Key: "ip", Per: Duration(time.Second), Burst: 1, FailureMode: FailOpen}}
+		}, "routes[0].rate_limits[0].rate", "at least 1"},
+		{"limit with an unknown key", func(c *Config) {
+			c.Routes[0].RateLimits = []RateLimit{{Name: "ip", Key: "cookie", Rate: 1, Per: Duration(time.Second), Burst: 1, FailureMode: FailOpen}}
+		}, "routes[0].rate_limits[0].key", `unknown key "cookie"`},
+		{"duplicate limit names", func(c *Config) {
+			l := RateLimit{Name: "ip", Key: "ip", Rate: 1, Per: Duration(time.Second), Burst: 1, FailureMode: FailOpen}
+			c.Routes[0].RateLimits = []RateLimit{l, l}
+		}, "routes[0].rate_limits[1].name", "duplicate limit name"},
+
 		// Accounts.
 		{"public url over http", func(c *Config) { c.Accounts.PublicURL = "http://login.example.com" }, "accounts.public_url", "want an absolute https URL"},
 		{"public url with a path", func(c *Config) { c.Accounts.PublicURL = "https://login.example.com/sso" }, "accounts.public_url", "must be an origin"},
