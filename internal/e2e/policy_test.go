@@ -38,8 +38,7 @@ routes:
     policy: authenticated
     upstreams: [http://127.0.0.1:1]
 `, dir, masterKeyFile(dir)))
-	code, out, errOut := run(t, "user", "add", "erin", "--role", "editor", "--config", cfg)
-	if code != 0 {
+	if code, _, errOut := run(t, "user", "add", "erin", "--role", "editor", "--config", cfg); code != 0 {
 		t.Fatalf("user add: %d %s", code, errOut)
 	}
 	tests := []struct {
@@ -73,7 +72,7 @@ routes:
 	bad := filepath.Join(dir, "bad.yaml")
 	data, _ := os.ReadFile(cfg)
 	writeFile(t, bad, strings.Replace(string(data), "        mfa_max_age: 15m\n", "        expr: 'principal.rolez.size() > 0'\n", 1))
-	code, out, errOut = run(t, "config", "check", bad)
+	code, out, errOut := run(t, "config", "check", bad)
 	if code != 2 || !strings.Contains(errOut, "routes[0].allow[1].expr") || !strings.Contains(errOut, "undefined field 'rolez'") {
 		t.Fatalf("config check of a broken expression: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
