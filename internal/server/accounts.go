@@ -71,7 +71,7 @@ func OpenAccounts(ctx context.Context, cfg *config.Config, st *State, events eve
 	a := &Accounts{}
 	var backend session.Backend = st.Store.Sessions()
 	if ac.Sessions.RedisURL != "" {
-		raw, err := config.ResolveSecret(ac.Sessions.RedisURL)
+		raw, err := resolveURL(ac.Sessions.RedisURL)
 		if err != nil {
 			return nil, fmt.Errorf("accounts.sessions.redis_url: %w", err)
 		}

@@ -90,6 +90,9 @@ func (g gateway) authenticate(w http.ResponseWriter, r *http.Request, info *requ
 	if !g.authorize(w, r, info, snap, rt) {
 		return false
 	}
+	if len(rt.post) > 0 && !g.rateLimit(w, r, info, snap, rt, rt.post) {
+		return false
+	}
 	if p != nil && g.s.assertions != nil {
 		tok, err := g.s.assertions.Sign(p, rt.name, info.ID)
 		if err != nil {

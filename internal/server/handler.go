@@ -74,6 +74,16 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if rt.policy != policyDeny {
+		release, ok := g.shedLoad(rw, r, info, snap, rt)
+		if !ok {
+			return
+		}
+		defer release()
+		if !g.rateLimit(rw, r, info, snap, rt, snap.limits, rt.pre) {
+			return
+		}
+	}
 	switch rt.policy {
 	case policyPublic:
 		if !rt.optional || g.authenticate(rw, r, info, snap, rt) {

@@ -21,6 +21,8 @@ type metrics struct {
 	events   *prometheus.CounterVec
 	backupTS prometheus.Gauge // last verified scheduled backup
 	backupOK prometheus.Gauge
+	limited  *prometheus.CounterVec // requests refused by a rate limit
+	shed     *prometheus.CounterVec // requests refused by load shedding
 }
 
 func newMetrics(version string, snap func() *snapshot) *metrics {
@@ -48,6 +50,14 @@ func newMetrics(version string, snap func() *snapshot) *metrics {
 			Help: "Security events, by kind and outcome.",
 		}, []string{"kind", "outcome"}),
 	}
+	m.limited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_rate_limited_total",
+		Help: "Requests refused with 429 by a rate limit, by route and limit.",
+	}, []string{"route", "limit"})
+	m.shed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_shed_total",
+		Help: "Requests refused with 503 because too many were in flight, by route and which cap (global or route).",
+	}, []string{"route", "cap"})
 	m.backupTS = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "moat_backup_last_success_timestamp_seconds",
 		Help: "Unix time of the last scheduled backup that was written and verified; 0 until one is.",
@@ -62,7 +72,7 @@ func newMetrics(version string, snap func() *snapshot) *metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.reloadTS, m.events, m.backupTS, m.backupOK, info,
+	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.reloadTS, m.events, m.backupTS, m.backupOK, m.limited, m.shed, info,
 		upstreamCollector{snap},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -58,15 +58,18 @@ type Server struct {
 	certs atomic.Pointer[tlsState]
 	state *State // the store and key ring
 
-	now        func() time.Time // the clock of accounts, sessions and the portal
-	oidcClient *http.Client
-	apikeys    *apikey.Service
-	jwt        *jwtauth.Verifier // nil without jwt.issuers
-	assertions *assertion.Signer
-	adminAPI   *admin.Handler
-	accounts   *Accounts
-	portal     http.Handler // the login portal under /.moat/
-	bootstrap  string       // the first admin's enrollment link, if one was made at this start
+	now         func() time.Time // the clock of accounts, sessions and the portal
+	oidcClient  *http.Client
+	apikeys     *apikey.Service
+	jwt         *jwtauth.Verifier // nil without jwt.issuers
+	assertions  *assertion.Signer
+	adminAPI    *admin.Handler
+	limits      *limiters        // rate limit stores
+	testNow     func() time.Time // Options.Now as given: nil in production
+	limitEvents eventWindow      // aggregates rate limit and shedding events
+	accounts    *Accounts
+	portal      http.Handler // the login portal under /.moat/
+	bootstrap   string       // the first admin's enrollment link, if one was made at this start
 
 	mu       sync.Mutex // serialises Reload and Shutdown
 	ctx      context.Context
@@ -116,13 +119,18 @@ func New(o Options) (*Server, error) {
 	s.events = countingRecorder{next: o.Events, events: s.metrics.events}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.oidcClient = o.HTTPClient
-	s.now = o.Now
+	s.now, s.testNow = o.Now, o.Now
 	if s.now == nil {
 		s.now = time.Now
 	}
 
+	s.limitEvents = eventWindow{window: 10 * time.Second, max: 10_000}
+	if err := s.openLimiters(s.ctx, o.Config); err != nil {
+		return nil, err
+	}
 	snap, err := s.compile(o.Config)
 	if err != nil {
+		_ = s.limits.close()
 		return nil, err
 	}
 	s.state, err = OpenState(s.ctx, o.Config, StateOptions{Migrate: true}, o.Logger.With("component", "store"))
@@ -486,6 +494,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.snap.Load().close()
 	_ = s.certs.Load().m.Close()
 	if err := s.accounts.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.limits.close(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.state.Close(); err != nil {

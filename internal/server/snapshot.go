@@ -18,6 +18,7 @@ import (
 	"github.com/moatgw/moat/internal/headers"
 	"github.com/moatgw/moat/internal/proxy"
 	"github.com/moatgw/moat/internal/route"
+	"github.com/moatgw/moat/internal/shed"
 )
 
 // ownCSP is the Content-Security-Policy of responses Moat writes itself.
@@ -51,6 +52,9 @@ type compiledRoute struct {
 	access   *authz.Compiled      // the allow and deny rules; nil for a public route without rules
 	query    bool                 // some rule's expression reads the query string
 	optional bool                 // a public route with rules: callers with credentials are identified
+	pre      []routeLimit         // rate limits decided before authentication (by address or route)
+	post     []routeLimit         // rate limits decided after it (by principal or API key)
+	shed     *shed.Limiter        // the route's cap on requests in flight; nil: none
 	headers  *headers.Set
 	handler  http.Handler // the proxy; nil for deny routes
 	proxy    *proxy.Proxy
@@ -68,6 +72,8 @@ type snapshot struct {
 	trusted     *clientip.Trusted
 	ownHeaders  *headers.Set   // for responses that match no route
 	admin       *compiledRoute // the administration API under admin.Prefix
+	limits      []routeLimit   // global rate limits
+	shed        *shed.Limiter  // global cap on requests in flight; nil: none
 	portal      *compiledRoute
 	jwks        *compiledRoute // the assertion keys at assertion.JWKSPath
 	clientCerts *clientCerts   // when some route accepts client certificates
@@ -97,6 +103,14 @@ func (s *Server) compile(cfg *config.Config) (*snapshot, error) {
 	// The portal is built once the store is open, after the first compile:
 	// look it up at each request.
 	portal := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.portal.ServeHTTP(w, r) })
+	var globalPost []routeLimit
+	if snap.limits, globalPost, err = s.compileLimits(cfg.RateLimits.Global); err != nil {
+		return nil, err
+	}
+	if len(globalPost) > 0 {
+		return nil, errors.New("rate_limits.global: limits by principal or API key belong on routes")
+	}
+	snap.shed = newShed(cfg.LoadShedding.MaxInFlight, cfg.LoadShedding)
 	snap.portal = &compiledRoute{name: portalRoute, policy: policyPortal, headers: own, handler: portal, metrics: s.metrics.forRoute(portalRoute)}
 	adminAPI := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.adminAPI.ServeHTTP(w, r) })
 	// The administration API: callers sign in like on any authenticated
@@ -145,7 +159,10 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 	if err != nil {
 		return nil, fmt.Errorf("headers: %w", err)
 	}
-	cr := &compiledRoute{name: rc.Name, headers: hs, metrics: s.metrics.forRoute(rc.Name)}
+	cr := &compiledRoute{name: rc.Name, headers: hs, metrics: s.metrics.forRoute(rc.Name), shed: newShed(rc.MaxInFlight, cfg.LoadShedding)}
+	if cr.pre, cr.post, err = s.compileLimits(rc.RateLimits); err != nil {
+		return nil, err
+	}
 	switch rc.Policy {
 	case config.PolicyPublic:
 		cr.policy = policyPublic

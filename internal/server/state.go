@@ -69,6 +69,16 @@ func DatabaseURL(cfg *config.Config, migrate bool) (string, error) {
 	return v, nil
 }
 
+// resolveURL returns a URL from the config, resolving it when it is a
+// secret reference (a URL with a password must be one; validation saw to
+// that).
+func resolveURL(u string) (string, error) {
+	if !isSecretRef(u) {
+		return u, nil
+	}
+	return config.ResolveSecret(u)
+}
+
 func isSecretRef(s string) bool {
 	return len(s) > 4 && (s[:4] == "env:" || len(s) > 5 && s[:5] == "file:")
 }
