@@ -131,6 +131,9 @@ backup:
   interval: 1h
   retention: 3
   passphrase: file:%[3]s/backup-passphrase
+rate_limits:
+  global:
+    - {name: per-ip, key: ip, rate: 50, per: 1s, burst: 100}   # every route, the login page included
 accounts:
   # Links and passkeys use this address: open the demo at it.
   public_url: %[4]q
@@ -155,6 +158,8 @@ routes:
     policy: authenticated
     accept: [session, apikey]
     upstreams: [%[2]q]
+    rate_limits:
+      - {name: per-caller, key: principal, rate: 5, per: 1m}   # the 6th call in a minute gets 429
   # Users with the admin role only; admins must use a second factor, and
   # confirm it again when their sign-in is more than 5 minutes old (step-up).
   - name: ops
@@ -279,7 +284,7 @@ Try:
       a browser is sent to the login page and comes back after signing in
   %s -H 'Authorization: Bearer %s' %s/whoami
       a program with an API key; the application checks Moat's signed assertion
-      (keys at %s%s)
+      (keys at %s%s); call it 6 times in a minute: 429 with Retry-After and RateLimit headers
 `, gw, srv.Addr("admin"), ca, curl, gw, curl, gw, curl, gw, curl, gw, gw, curl, gw, curl, apiKey, gw, gw, assertion.JWKSPath)
 	if a := srv.Addr("http"); a != nil {
 		fmt.Fprintf(&b, "  curl -i http://%s/\n      plain HTTP is redirected to HTTPS with 308\n", a)
