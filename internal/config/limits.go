@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 func (v *validator) rateLimits(c *Config) {
 	rl := c.RateLimits
 	v.check("rate_limits.store", oneOf("store", rl.Store, StoreMemory, StoreRedis))
@@ -48,6 +50,9 @@ func (v *validator) rateLimitList(path string, ls []RateLimit, global bool) {
 			v.add(p+".rate", "must be at least 1")
 		}
 		v.positive(p+".per", l.Per)
+		if l.Rate > 0 && l.Per > 0 && l.Per.D()/time.Duration(l.Rate) < time.Microsecond {
+			v.add(p+".rate", "%d per %s is more than one request per microsecond: use a longer per or a lower rate", l.Rate, l.Per)
+		}
 		if l.Burst < 1 {
 			v.add(p+".burst", "must be at least 1")
 		}

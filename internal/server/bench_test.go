@@ -27,11 +27,25 @@ func (d *discardWriter) WriteHeader(int)             {}
 // headers, metrics, the proxy itself. The access log is off, as it is an
 // I/O cost of its own.
 func BenchmarkGatewayChain(b *testing.B) {
+	benchChain(b, "", "")
+}
+
+// BenchmarkGatewayChainLimited is BenchmarkGatewayChain with two rate
+// limits on the route (by address and for the whole route), generous
+// enough never to refuse: the cost of deciding them on every request.
+func BenchmarkGatewayChainLimited(b *testing.B) {
+	benchChain(b, "", `    rate_limits:
+      - {name: per-ip, key: ip, rate: 100000, per: 1s, burst: 1000000}
+      - {name: whole, key: route, rate: 100000, per: 1s, burst: 1000000}
+`)
+}
+
+func benchChain(b *testing.B, extra, routeExtra string) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "hello")
 	}))
 	defer up.Close()
-	yml := testConfig(b.TempDir(), "log: {access: false}", standardRoutes(up.URL))
+	yml := testConfig(b.TempDir(), "log: {access: false}"+extra, standardRoutes(up.URL)+routeExtra)
 	cfg, err := config.Parse("bench.yaml", []byte(yml))
 	if err != nil {
 		b.Fatal(err)
