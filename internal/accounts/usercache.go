@@ -34,16 +34,20 @@ type cachedUser struct {
 
 // cachedUser returns a copy of user id, from the cache when fresh.
 func (s *Service) cachedUser(ctx context.Context, id string) (*store.User, error) {
-	now := s.o.Now()
-	c := &s.users
+	return s.users.lookup(id, s.o.Now(), func() (*store.User, error) { return s.o.Store.Users().Get(ctx, id) })
+}
+
+// lookup returns a copy of the user cached under key when fresh at now,
+// or reads it with fetch and caches it.
+func (c *userCache) lookup(key string, now time.Time, fetch func() (*store.User, error)) (*store.User, error) {
 	c.mu.Lock()
-	e, ok := c.m[id]
+	e, ok := c.m[key]
 	c.mu.Unlock()
 	if ok && now.Sub(e.fetched) < userCacheTTL && !now.Before(e.fetched) {
 		u := e.u
 		return &u, nil
 	}
-	u, err := s.o.Store.Users().Get(ctx, id)
+	u, err := fetch()
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +55,7 @@ func (s *Service) cachedUser(ctx context.Context, id string) (*store.User, error
 	if c.m == nil || len(c.m) >= userCacheMax {
 		c.m = make(map[string]cachedUser)
 	}
-	c.m[id] = cachedUser{u: *u, fetched: now}
+	c.m[key] = cachedUser{u: *u, fetched: now}
 	c.mu.Unlock()
 	return u, nil
 }
@@ -82,25 +86,7 @@ func (s *Service) lockUser(userID string) func() {
 // or deleted user's keys stop working. A user that does not exist is
 // store.ErrNotFound.
 func (s *Service) KeyOwner(ctx context.Context, username string) (*store.User, error) {
-	now := s.o.Now()
-	key := "name:" + username
-	c := &s.users
-	c.mu.Lock()
-	e, ok := c.m[key]
-	c.mu.Unlock()
-	if ok && now.Sub(e.fetched) < userCacheTTL && !now.Before(e.fetched) {
-		u := e.u
-		return &u, nil
-	}
-	u, err := s.o.Store.Users().GetByUsername(ctx, username)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= userCacheMax {
-		c.m = make(map[string]cachedUser)
-	}
-	c.m[key] = cachedUser{u: *u, fetched: now}
-	c.mu.Unlock()
-	return u, nil
+	return s.users.lookup("name:"+username, s.o.Now(), func() (*store.User, error) {
+		return s.o.Store.Users().GetByUsername(ctx, username)
+	})
 }

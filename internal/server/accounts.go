@@ -250,16 +250,9 @@ func (s *Server) oidcRP(ctx context.Context, cfg *config.Config, pages *portal.P
 		if err != nil {
 			return nil, nil, fmt.Errorf("oidc provider %s: client_secret: %w", p.Name, err)
 		}
-		var roleMap map[string][]string
-		for _, m := range p.RoleMap {
-			if roleMap == nil {
-				roleMap = map[string][]string{}
-			}
-			roleMap[m.From] = append(roleMap[m.From], m.Roles...)
-		}
 		ps = append(ps, oidc.Provider{
 			Name: p.Name, DisplayName: p.DisplayName, Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: secret,
-			Scopes: p.Scopes, UsernameClaim: p.UsernameClaim, RolesClaim: p.RolesClaim, RoleMap: roleMap,
+			Scopes: p.Scopes, UsernameClaim: p.UsernameClaim, RolesClaim: p.RolesClaim, RoleMap: roleMap(p.RoleMap),
 			DefaultRoles: p.DefaultRoles, AllowedEmailDomains: p.AllowedEmailDomains, AllowedGroups: p.AllowedGroups,
 		})
 	}

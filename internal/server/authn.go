@@ -245,10 +245,7 @@ func (g gateway) challenge(w http.ResponseWriter, r *http.Request, info *request
 		g.unauthorized(w, r, info, snap, rt, rule, "Sign in first: this route needs an authenticated user.")
 		return
 	}
-	back := r.URL.EscapedPath()
-	if r.URL.RawQuery != "" {
-		back += "?" + r.URL.RawQuery
-	}
+	back := requestTarget(r)
 	to := portal.PathLogin
 	if pending != nil {
 		switch pending.Pending {
@@ -353,11 +350,7 @@ func (g gateway) stepUp(w http.ResponseWriter, r *http.Request, info *request.In
 	const rule = "authz.step_up"
 	switch {
 	case p.Method == authn.MethodSession && wantsPage(r):
-		back := r.URL.EscapedPath()
-		if r.URL.RawQuery != "" {
-			back += "?" + r.URL.RawQuery
-		}
-		w.Header().Set("Location", portal.PathStepUp+"?"+portal.FieldReturnTo+"="+url.QueryEscape(back))
+		w.Header().Set("Location", portal.PathStepUp+"?"+portal.FieldReturnTo+"="+url.QueryEscape(requestTarget(r)))
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusSeeOther)
 		g.s.recordDenied(r, info, rule)
@@ -369,4 +362,13 @@ func (g gateway) stepUp(w http.ResponseWriter, r *http.Request, info *request.In
 		g.refuse(w, r, info, snap, rule, &problem.Error{Status: http.StatusForbidden,
 			Detail: "This request needs a recent confirmation with a second factor: sign in again."})
 	}
+}
+
+// requestTarget is the path and query the request asked for: where a
+// browser returns after signing in or confirming its second factor.
+func requestTarget(r *http.Request) string {
+	if r.URL.RawQuery != "" {
+		return r.URL.EscapedPath() + "?" + r.URL.RawQuery
+	}
+	return r.URL.EscapedPath()
 }

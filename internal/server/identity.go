@@ -42,16 +42,9 @@ func (s *Server) openIdentity(cfg *config.Config) error {
 	if len(cfg.JWT.Issuers) > 0 {
 		var issuers []jwtauth.Issuer
 		for _, is := range cfg.JWT.Issuers {
-			var roleMap map[string][]string
-			for _, m := range is.RoleMap {
-				if roleMap == nil {
-					roleMap = map[string][]string{}
-				}
-				roleMap[m.From] = append(roleMap[m.From], m.Roles...)
-			}
 			issuers = append(issuers, jwtauth.Issuer{
 				Issuer: is.Issuer, JWKSURL: is.JWKSURL, Audiences: is.Audiences, Algorithms: is.Algorithms,
-				ClockSkew: is.ClockSkew.D(), RolesClaim: is.RolesClaim, RoleMap: roleMap, ScopesClaim: is.ScopesClaim, Claims: is.Claims,
+				ClockSkew: is.ClockSkew.D(), RolesClaim: is.RolesClaim, RoleMap: roleMap(is.RoleMap), ScopesClaim: is.ScopesClaim, Claims: is.Claims,
 			})
 		}
 		s.jwt, err = jwtauth.New(jwtauth.Options{
@@ -142,4 +135,17 @@ func (snap *snapshot) tlsConfig(base *tls.Config) *tls.Config {
 		cc.base, cc.derived = base, d
 	}
 	return cc.derived
+}
+
+// roleMap turns configured role mappings into the map the identity
+// packages take; mappings with the same value add up. Nil when empty.
+func roleMap(ms []config.RoleMapping) map[string][]string {
+	var m map[string][]string
+	for _, rm := range ms {
+		if m == nil {
+			m = map[string][]string{}
+		}
+		m[rm.From] = append(m[rm.From], rm.Roles...)
+	}
+	return m
 }
