@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/moatgw/moat/internal/event"
-	"github.com/moatgw/moat/internal/keyring"
 	"github.com/moatgw/moat/internal/lockout"
 	"github.com/moatgw/moat/internal/mfa"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/session"
 	"github.com/moatgw/moat/internal/store"
+	"github.com/moatgw/moat/internal/store/storetest"
 )
 
 type events struct {
@@ -56,21 +56,7 @@ var client = netip.MustParseAddr("192.0.2.10")
 func newFixture(t *testing.T, opts ...func(*Options)) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mk, _ := keyring.GenerateMasterKey()
-	master, _ := keyring.ParseMasterKey(mk)
-	ring, err := keyring.Open(ctx, st.DataKeys(), master, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetCipher(ring)
+	st := storetest.Open(t)
 	c := testclock.New(time.Now().Truncate(time.Second))
 	sessions, err := session.New(st.Sessions(), session.Options{Now: c.Now, CacheTTL: -1})
 	if err != nil {

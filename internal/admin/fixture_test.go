@@ -16,12 +16,12 @@ import (
 	"github.com/moatgw/moat/internal/apikey"
 	"github.com/moatgw/moat/internal/authn"
 	"github.com/moatgw/moat/internal/event"
-	"github.com/moatgw/moat/internal/keyring"
 	"github.com/moatgw/moat/internal/lockout"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/request"
 	"github.com/moatgw/moat/internal/session"
 	"github.com/moatgw/moat/internal/store"
+	"github.com/moatgw/moat/internal/store/storetest"
 	"github.com/moatgw/moat/internal/testclock"
 )
 
@@ -83,27 +83,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mk, err := keyring.GenerateMasterKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := keyring.ParseMasterKey(mk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := keyring.Open(ctx, st.DataKeys(), master, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetCipher(ring)
+	st := storetest.Open(t)
 	clock := testclock.New(time.Now().UTC().Truncate(time.Second))
 	sessions, err := session.New(st.Sessions(), session.Options{Now: clock.Now, CacheTTL: -1})
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 
 	moatassertion "github.com/moatgw/moat/assertion"
 	"github.com/moatgw/moat/internal/authn"
-	"github.com/moatgw/moat/internal/keyring"
 	"github.com/moatgw/moat/internal/store"
+	"github.com/moatgw/moat/internal/store/storetest"
 	"github.com/moatgw/moat/internal/testclock"
 )
 
@@ -23,29 +23,7 @@ const testIssuer = "https://gw.example.test"
 // encrypting key ring.
 func openStore(t testing.TB) *store.Store {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mk, err := keyring.GenerateMasterKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := keyring.ParseMasterKey(mk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := keyring.Open(ctx, st.DataKeys(), master, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetCipher(ring)
-	return st
+	return storetest.Open(t)
 }
 
 // testLogger writes to the test's output.

@@ -16,13 +16,13 @@ import (
 
 	"github.com/moatgw/moat/internal/accounts"
 	"github.com/moatgw/moat/internal/event"
-	"github.com/moatgw/moat/internal/keyring"
 	"github.com/moatgw/moat/internal/lockout"
 	"github.com/moatgw/moat/internal/oidc/oidctest"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/portal"
 	"github.com/moatgw/moat/internal/session"
 	"github.com/moatgw/moat/internal/store"
+	"github.com/moatgw/moat/internal/store/storetest"
 	"github.com/moatgw/moat/internal/testclock"
 )
 
@@ -76,21 +76,7 @@ type fixture struct {
 func newAccounts(t *testing.T, ev event.Recorder) *accounts.Service {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mk, _ := keyring.GenerateMasterKey()
-	master, _ := keyring.ParseMasterKey(mk)
-	ring, err := keyring.Open(ctx, st.DataKeys(), master, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetCipher(ring)
+	st := storetest.Open(t)
 	sessions, err := session.New(st.Sessions(), session.Options{CacheTTL: -1})
 	if err != nil {
 		t.Fatal(err)

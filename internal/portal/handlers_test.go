@@ -19,13 +19,12 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/moatgw/moat/internal/accounts"
-	"github.com/moatgw/moat/internal/keyring"
 	"github.com/moatgw/moat/internal/lockout"
 	"github.com/moatgw/moat/internal/mfa"
 	"github.com/moatgw/moat/internal/passkey"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/session"
-	"github.com/moatgw/moat/internal/store"
+	"github.com/moatgw/moat/internal/store/storetest"
 	"github.com/moatgw/moat/internal/testclock"
 )
 
@@ -57,27 +56,7 @@ const noPasskeys flowOption = 1
 func newFlow(t *testing.T, opts ...flowOption) *flow {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mk, err := keyring.GenerateMasterKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := keyring.ParseMasterKey(mk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := keyring.Open(ctx, st.DataKeys(), master, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetCipher(ring)
+	st := storetest.Open(t)
 	c := testclock.New(time.Now().Truncate(time.Second))
 	sessions, err := session.New(st.Sessions(), session.Options{Now: c.Now, CacheTTL: -1})
 	if err != nil {
