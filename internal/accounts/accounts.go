@@ -22,9 +22,9 @@ import (
 	"time"
 
 	"github.com/moatgw/moat/internal/event"
-	"github.com/moatgw/moat/internal/lockout"
 	"github.com/moatgw/moat/internal/passkey"
 	"github.com/moatgw/moat/internal/password"
+	"github.com/moatgw/moat/internal/ratelimit"
 	"github.com/moatgw/moat/internal/session"
 	"github.com/moatgw/moat/internal/store"
 )
@@ -68,23 +68,46 @@ var (
 	ErrInvalidToken = errors.New("this link is not valid: it may have been used already or expired")
 	// ErrCodeRejected is a second-factor code that did not verify.
 	ErrCodeRejected = errors.New("the code is not correct")
+	// ErrUnavailable means the failure counts could not be reached (the
+	// shared store is down and fails closed): no attempt is allowed
+	// that could not be counted. Answer 503.
+	ErrUnavailable = errors.New("sign-in is unavailable: failed attempts cannot be counted")
 )
+
+// DefaultAccountPolicy locks an account for 15 minutes after 5 failed
+// attempts in 15 minutes, with a back-off of 1s, 2s, 4s, 8s before that.
+func DefaultAccountPolicy() ratelimit.FailurePolicy {
+	return ratelimit.FailurePolicy{Name: "login-account", MaxFailures: 5, Window: 15 * time.Minute, LockFor: 15 * time.Minute, BaseDelay: time.Second}
+}
+
+// DefaultAddressPolicy is laxer, since many people may share an address,
+// but still stops one address from spraying passwords across accounts:
+// 20 failures in 15 minutes lock it for 15 minutes.
+func DefaultAddressPolicy() ratelimit.FailurePolicy {
+	return ratelimit.FailurePolicy{Name: "login-address", MaxFailures: 20, Window: 15 * time.Minute, LockFor: 15 * time.Minute}
+}
 
 // Options configure a Service.
 type Options struct {
-	Store     *store.Store // with the key ring set as its cipher
-	Hasher    *password.Hasher
-	Policy    password.Policy
-	Sessions  *session.Manager
-	Passkeys  *passkey.Service // nil turns passkeys off
-	Accounts  *lockout.Tracker // failures per account
-	Address   *lockout.Tracker // failures per client address
-	MFARoles  []string         // roles that must enroll a second factor; default [admin]
-	Issuer    string           // shown in authenticator apps; default "Moat"
-	EnrollTTL time.Duration    // lifetime of enrollment links; default 72h
-	Events    event.Recorder
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Store    *store.Store // with the key ring set as its cipher
+	Hasher   *password.Hasher
+	Policy   password.Policy
+	Sessions *session.Manager
+	Passkeys *passkey.Service // nil turns passkeys off
+	// Failures counts failed sign-in attempts, per account under
+	// AccountPolicy and per client address under AddressPolicy (zero
+	// policies mean DefaultAccountPolicy and DefaultAddressPolicy). With
+	// several instances it must be shared (Redis), so that guesses are
+	// counted wherever they land; nil means one in memory.
+	Failures      ratelimit.FailureStore
+	AccountPolicy ratelimit.FailurePolicy
+	AddressPolicy ratelimit.FailurePolicy
+	MFARoles      []string      // roles that must enroll a second factor; default [admin]
+	Issuer        string        // shown in authenticator apps; default "Moat"
+	EnrollTTL     time.Duration // lifetime of enrollment links; default 72h
+	Events        event.Recorder
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Service implements accounts. It is safe for concurrent use.
@@ -100,8 +123,23 @@ var usernameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{0,63}$`)
 // New builds a Service, creating the recovery-code pepper in the store on
 // first use.
 func New(ctx context.Context, o Options) (*Service, error) {
-	if o.Store == nil || o.Hasher == nil || o.Sessions == nil || o.Accounts == nil || o.Address == nil {
-		return nil, errors.New("accounts: store, hasher, sessions and lockout trackers are required")
+	if o.Store == nil || o.Hasher == nil || o.Sessions == nil {
+		return nil, errors.New("accounts: store, hasher and sessions are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Failures == nil {
+		o.Failures = ratelimit.NewMemoryFailures(100_000, o.Now)
+	}
+	if o.AccountPolicy == (ratelimit.FailurePolicy{}) {
+		o.AccountPolicy = DefaultAccountPolicy()
+	}
+	if o.AddressPolicy == (ratelimit.FailurePolicy{}) {
+		o.AddressPolicy = DefaultAddressPolicy()
+	}
+	if err := errors.Join(o.AccountPolicy.Validate(), o.AddressPolicy.Validate()); err != nil {
+		return nil, fmt.Errorf("accounts: %w", err)
 	}
 	if err := o.Policy.Validate(); err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
@@ -120,9 +158,6 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
 	}
 	s := &Service{o: o}
 	pepper, err := s.loadPepper(ctx)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/moatgw/moat/internal/event"
-	"github.com/moatgw/moat/internal/lockout"
 	"github.com/moatgw/moat/internal/mfa"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/session"
@@ -70,9 +69,7 @@ func newFixture(t *testing.T, opts ...func(*Options)) *fixture {
 	ev := &events{}
 	o := Options{
 		Store: st, Hasher: hasher, Policy: password.DefaultPolicy(), Sessions: sessions,
-		Accounts: lockout.New(lockout.DefaultAccountPolicy(), 1000, c.Now),
-		Address:  lockout.New(lockout.DefaultAddressPolicy(), 1000, c.Now),
-		Events:   ev, Now: c.Now,
+		Events: ev, Now: c.Now,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -327,4 +324,39 @@ func pendingSecret(t *testing.T, f *fixture, userID string) []byte {
 	}
 	t.Fatal("no pending TOTP secret")
 	return nil
+}
+
+// TestSimultaneousGuesses: guesses sent at once at one account are counted
+// before any is checked, so the back-off holds all but the first; a
+// Check-then-Fail counter would have let every one of them be tried.
+func TestSimultaneousGuesses(t *testing.T) {
+	f := newFixture(t)
+	f.user(t, "carol", "user")
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := f.svc.PasswordLogin(ctx, "carol", "one guess of many", client); err != ErrLoginFailed {
+				t.Errorf("guess: %v, want ErrLoginFailed", err)
+			}
+		})
+	}
+	wg.Wait()
+	checked, held := 0, 0
+	f.ev.mu.Lock()
+	for _, e := range f.ev.es {
+		if e.Kind != "login.failed" {
+			continue
+		}
+		switch e.Details["reason"] {
+		case "wrong_password":
+			checked++
+		case "account_backoff":
+			held++
+		}
+	}
+	f.ev.mu.Unlock()
+	if checked != 1 || held != 7 {
+		t.Fatalf("%d guesses checked and %d held back, want 1 and 7", checked, held)
+	}
 }

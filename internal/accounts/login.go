@@ -55,31 +55,36 @@ type Principal struct {
 // its reason, is ErrLoginFailed after the same work (a full password hash,
 // against a dummy for unknown users); the reason goes to the security event.
 // Failures are counted per account and per client address; a key in
-// back-off or locked is refused without looking at the password.
+// back-off or locked is refused without looking at the password. When the
+// counts cannot be reached the answer is ErrUnavailable: an attempt that
+// cannot be counted is not made.
 func (s *Service) PasswordLogin(ctx context.Context, username, pw string, ip netip.Addr) (Result, error) {
 	name, nameErr := NormalizeUsername(username)
-	acctKey, ipKey := "u:"+name, "ip:"+addrKey(ip)
+	who := name
+	if nameErr != nil {
+		who = ""
+	}
+	if l, err := s.checkAddress(ctx, ip); err != nil {
+		return Result{}, err
+	} else if !l.Allowed() {
+		_ = s.o.Hasher.VerifyUnknownUser(ctx, pw)
+		return s.refusedEarly(ctx, who, ip, "address", l.Locked)
+	}
+	l, lockedNow, err := s.attempt(ctx, name)
+	if err != nil {
+		return Result{}, err
+	}
+	if !l.Allowed() {
+		_ = s.o.Hasher.VerifyUnknownUser(ctx, pw)
+		return s.refusedEarly(ctx, who, ip, "account", l.Locked)
+	}
 	fail := func(reason string) (Result, error) {
-		who := name
-		if nameErr != nil {
-			who = ""
-		}
-		if s.o.Accounts.Fail(acctKey) {
+		if lockedNow {
 			s.record(ctx, "account.locked", event.Denied, who, ip, "lockout.account", map[string]string{"reason": reason})
 		}
-		if s.o.Address.Fail(ipKey) {
-			s.record(ctx, "address.locked", event.Denied, who, ip, "lockout.address", nil)
-		}
+		s.failAddress(ctx, who, ip, reason)
 		s.record(ctx, "login.failed", event.Failure, who, ip, "password", map[string]string{"reason": reason})
 		return Result{}, ErrLoginFailed
-	}
-	if d := s.o.Accounts.Check(acctKey); !d.Allowed() {
-		_ = s.o.Hasher.VerifyUnknownUser(ctx, pw)
-		return s.refusedEarly(ctx, name, ip, "account", d.Locked)
-	}
-	if d := s.o.Address.Check(ipKey); !d.Allowed() {
-		_ = s.o.Hasher.VerifyUnknownUser(ctx, pw)
-		return s.refusedEarly(ctx, name, ip, "address", d.Locked)
 	}
 	var u *store.User
 	var pwCred *store.Credential
@@ -120,7 +125,7 @@ func (s *Service) PasswordLogin(ctx context.Context, username, pw string, ip net
 	if u.Status != StatusActive {
 		return fail("disabled")
 	}
-	s.o.Accounts.Succeed(acctKey)
+	s.forgive(ctx, name)
 	if rehash {
 		if err := s.setPassword(ctx, u, pw); err != nil {
 			s.o.Logger.Warn("rehashing a password with the current parameters", "user", u.Username, "err", err)
@@ -209,22 +214,25 @@ func (s *Service) secondFactor(ctx context.Context, token string, ip netip.Addr,
 	if err != nil {
 		return Result{}, err
 	}
-	acctKey := "u:" + u.Username
-	if d := s.o.Accounts.Check(acctKey); !d.Allowed() {
-		return s.refusedEarly(ctx, u.Username, ip, "account", d.Locked)
+	l, lockedNow, err := s.attempt(ctx, u.Username)
+	if err != nil {
+		return Result{}, err
+	}
+	if !l.Allowed() {
+		return s.refusedEarly(ctx, u.Username, ip, "account", l.Locked)
 	}
 	creds, err := s.o.Store.Credentials().ListByUser(ctx, u.ID)
 	if err != nil {
 		return Result{}, err
 	}
 	if u.Status != StatusActive || !check(u, creds) {
-		if s.o.Accounts.Fail(acctKey) {
+		if lockedNow {
 			s.record(ctx, "account.locked", event.Denied, u.Username, ip, "lockout.account", map[string]string{"reason": "second_factor"})
 		}
 		s.record(ctx, "login.failed", event.Failure, u.Username, ip, method, map[string]string{"reason": "wrong_code"})
 		return Result{}, ErrCodeRejected
 	}
-	s.o.Accounts.Succeed(acctKey)
+	s.forgive(ctx, u.Username)
 	// The first factor stays as the session recorded it (a password, or
 	// a sign-in at an external provider); the second joins it.
 	var methods []string

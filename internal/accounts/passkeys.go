@@ -27,8 +27,10 @@ func (s *Service) BeginPasskeyLogin(ctx context.Context, ip netip.Addr) (options
 	if s.o.Passkeys == nil {
 		return nil, "", ErrPasskeysOff
 	}
-	if d := s.o.Address.Check("ip:" + addrKey(ip)); !d.Allowed() {
-		return s.failBegin(ctx, ip, d.Locked)
+	if l, err := s.checkAddress(ctx, ip); err != nil {
+		return nil, "", err
+	} else if !l.Allowed() {
+		return s.failBegin(ctx, ip, l.Locked)
 	}
 	return s.o.Passkeys.BeginLogin(ctx, nil)
 }
@@ -46,14 +48,16 @@ func (s *Service) failBegin(ctx context.Context, ip netip.Addr, locked bool) ([]
 // An account locked by failed passwords or codes does not stop its owner
 // from signing in with a passkey: guessing cannot produce a passkey's
 // signature, and a lock that an attacker can set on purpose should not
-// lock the owner out. A passkey login clears the account's failures.
+// lock the owner out. A passkey login clears the account's failures, not
+// the address's.
 func (s *Service) FinishPasskeyLogin(ctx context.Context, ceremony string, response []byte, ip netip.Addr) (Result, error) {
 	if s.o.Passkeys == nil {
 		return Result{}, ErrPasskeysOff
 	}
-	ipKey := "ip:" + addrKey(ip)
-	if d := s.o.Address.Check(ipKey); !d.Allowed() {
-		return s.refusedEarly(ctx, "", ip, "address", d.Locked)
+	if l, err := s.checkAddress(ctx, ip); err != nil {
+		return Result{}, err
+	} else if !l.Allowed() {
+		return s.refusedEarly(ctx, "", ip, "address", l.Locked)
 	}
 	userID, _, verified, err := s.o.Passkeys.FinishLogin(ctx, ceremony, response)
 	if err != nil && !errors.Is(err, passkey.ErrRefused) {
@@ -64,9 +68,7 @@ func (s *Service) FinishPasskeyLogin(ctx context.Context, ceremony string, respo
 		reason, who = "user_not_verified", userID
 	}
 	if reason != "" {
-		if s.o.Address.Fail(ipKey) {
-			s.record(ctx, "address.locked", event.Denied, "", ip, "lockout.address", map[string]string{"reason": "passkey"})
-		}
+		s.failAddress(ctx, "", ip, "passkey")
 		s.record(ctx, "login.failed", event.Failure, who, ip, MethodWebAuthn, map[string]string{"reason": reason})
 		return Result{}, ErrLoginFailed
 	}
@@ -74,8 +76,7 @@ func (s *Service) FinishPasskeyLogin(ctx context.Context, ceremony string, respo
 	if err != nil {
 		return Result{}, err
 	}
-	s.o.Address.Succeed(ipKey)
-	s.o.Accounts.Succeed("u:" + u.Username)
+	s.forgive(ctx, u.Username)
 	methods := []string{MethodWebAuthn}
 	tok, sess, err := s.o.Sessions.Create(ctx, u.ID, methods, s.o.Now())
 	if err != nil {

@@ -253,9 +253,12 @@ func (s *Service) ChangePassword(ctx context.Context, token string, p *Principal
 	if err != nil {
 		return "", err
 	}
-	acctKey := "u:" + u.Username
-	if d := s.o.Accounts.Check(acctKey); !d.Allowed() {
-		_, err := s.refusedEarly(ctx, u.Username, ip, "account", d.Locked)
+	l, lockedNow, err := s.attempt(ctx, u.Username)
+	if err != nil {
+		return "", err
+	}
+	if !l.Allowed() {
+		_, err := s.refusedEarly(ctx, u.Username, ip, "account", l.Locked)
 		return "", err
 	}
 	creds, err := s.o.Store.Credentials().ListByUser(ctx, u.ID)
@@ -271,20 +274,20 @@ func (s *Service) ChangePassword(ctx context.Context, token string, p *Principal
 			return "", err
 		}
 		if !ok {
-			if s.o.Accounts.Fail(acctKey) {
+			if lockedNow {
 				s.record(ctx, "account.locked", event.Denied, u.Username, ip, "lockout.account", map[string]string{"reason": "password_change"})
 			}
 			s.record(ctx, "login.failed", event.Failure, u.Username, ip, "password_change", map[string]string{"reason": "wrong_password"})
 			return "", ErrLoginFailed
 		}
 	}
+	s.forgive(ctx, u.Username)
 	if err := s.o.Policy.Check(newPassword, u.Username); err != nil {
 		return "", err
 	}
 	if err := s.setPassword(ctx, u, newPassword); err != nil {
 		return "", err
 	}
-	s.o.Accounts.Succeed(acctKey)
 	if _, err := s.o.Sessions.RevokeUser(ctx, u.ID); err != nil {
 		return "", err
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/moatgw/moat/internal/apikey"
 	"github.com/moatgw/moat/internal/authn"
 	"github.com/moatgw/moat/internal/event"
-	"github.com/moatgw/moat/internal/lockout"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/request"
 	"github.com/moatgw/moat/internal/session"
@@ -97,9 +96,7 @@ func newFixture(t *testing.T) *fixture {
 	ev := &events{}
 	acc, err := accounts.New(ctx, accounts.Options{
 		Store: st, Hasher: hasher, Policy: password.DefaultPolicy(), Sessions: sessions,
-		Accounts: lockout.New(lockout.DefaultAccountPolicy(), 1000, clock.Now),
-		Address:  lockout.New(lockout.DefaultAddressPolicy(), 1000, clock.Now),
-		Events:   ev, Now: clock.Now,
+		Events: ev, Now: clock.Now,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -105,7 +105,7 @@ func openAccounts(ctx context.Context, path string, stdio Stdio, cmd string) (*s
 		return nil, nil, nil, code
 	}
 	events := event.SlogSink{Logger: newLogger(stdio.Err, "text", "info").With("component", "security")}
-	a, err := server.OpenAccounts(ctx, cfg, st, events, quietLogger(stdio), nil)
+	a, err := server.OpenAccounts(ctx, cfg, st, nil, events, quietLogger(stdio), nil)
 	if err != nil {
 		_ = st.Close()
 		fmt.Fprintf(stdio.Err, "moat %s: %v\n", cmd, err)

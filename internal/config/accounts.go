@@ -64,6 +64,7 @@ func (v *validator) accounts(a Accounts) {
 	v.positive(p+"lockout.window", lo.Window)
 	v.positive(p+"lockout.lock_for", lo.LockFor)
 	nonNegative(v, p+"lockout.back_off", lo.BackOff)
+	v.check(p+"lockout.failure_mode", oneOf("failure mode", lo.FailureMode, FailOpen, FailClosed))
 
 	se := a.Sessions
 	v.positive(p+"sessions.idle_timeout", se.IdleTimeout)

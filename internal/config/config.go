@@ -295,7 +295,9 @@ type Passwords struct {
 }
 
 // Lockout sets the failure counters: each failure doubles the wait before
-// the next attempt, and too many in the window lock the key.
+// the next attempt, and too many in the window lock the key. The counters
+// live where rate limits do (rate_limits.store): with redis, every instance
+// counts the same failures.
 type Lockout struct {
 	// Failures per account within window that lock it. Default 5.
 	MaxFailures int `yaml:"max_failures,omitempty" json:"max_failures,omitempty"`
@@ -307,6 +309,8 @@ type Lockout struct {
 	LockFor Duration `yaml:"lock_for,omitempty" json:"lock_for,omitempty"`
 	// Wait after an account's first failure, doubling with each further one. Default 1s; 0 turns the back-off off.
 	BackOff Duration `yaml:"back_off,omitempty" json:"back_off,omitempty"`
+	// With rate_limits.store redis, when Redis cannot answer: fail_closed (refuse sign-ins with 503 until it answers; the default) or fail_open (count failures in this instance's memory, so each instance allows its own max_failures).
+	FailureMode string `yaml:"failure_mode,omitempty" json:"failure_mode,omitempty"`
 }
 
 // Sessions configures login sessions.

@@ -133,6 +133,7 @@ func (c *Config) accountDefaults() {
 	num(c, &lo.Window, "accounts.lockout.window", Duration(15*time.Minute))
 	num(c, &lo.LockFor, "accounts.lockout.lock_for", Duration(15*time.Minute))
 	num(c, &lo.BackOff, "accounts.lockout.back_off", Duration(time.Second))
+	str(&lo.FailureMode, FailClosed)
 	se := &a.Sessions
 	num(c, &se.IdleTimeout, "accounts.sessions.idle_timeout", Duration(30*time.Minute))
 	num(c, &se.AbsoluteTimeout, "accounts.sessions.absolute_timeout", Duration(12*time.Hour))

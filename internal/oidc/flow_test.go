@@ -16,7 +16,6 @@ import (
 
 	"github.com/moatgw/moat/internal/accounts"
 	"github.com/moatgw/moat/internal/event"
-	"github.com/moatgw/moat/internal/lockout"
 	"github.com/moatgw/moat/internal/oidc/oidctest"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/portal"
@@ -88,9 +87,7 @@ func newAccounts(t *testing.T, ev event.Recorder) *accounts.Service {
 	}
 	svc, err := accounts.New(ctx, accounts.Options{
 		Store: st, Hasher: hasher, Policy: password.DefaultPolicy(), Sessions: sessions,
-		Accounts: lockout.New(lockout.DefaultAccountPolicy(), 1000, time.Now),
-		Address:  lockout.New(lockout.DefaultAddressPolicy(), 1000, time.Now),
-		Events:   ev,
+		Events: ev,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -617,6 +617,17 @@ func (h *Handler) busy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) internal(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if errors.Is(err, accounts.ErrUnavailable) {
+		// Failed attempts cannot be counted: no attempt is made.
+		h.log.Warn("portal: "+what, "request_id", requestID(r), "err", err)
+		w.Header().Set("Retry-After", "5")
+		h.notice(w, r, http.StatusServiceUnavailable, NoticeData{
+			Title:   "Sign-in is unavailable",
+			Message: "Moat cannot sign anyone in for a moment. Wait a few seconds and try again.",
+			Error:   true,
+		})
+		return
+	}
 	h.log.Error("portal: "+what, "request_id", requestID(r), "err", err)
 	h.notice(w, r, http.StatusInternalServerError, NoticeData{
 		Title:   "Something went wrong",

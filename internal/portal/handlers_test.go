@@ -19,7 +19,6 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/moatgw/moat/internal/accounts"
-	"github.com/moatgw/moat/internal/lockout"
 	"github.com/moatgw/moat/internal/mfa"
 	"github.com/moatgw/moat/internal/passkey"
 	"github.com/moatgw/moat/internal/password"
@@ -80,9 +79,7 @@ func newFlow(t *testing.T, opts ...flowOption) *flow {
 	}
 	svc, err := accounts.New(ctx, accounts.Options{
 		Store: st, Hasher: hasher, Policy: policy, Sessions: sessions, Passkeys: pks,
-		Accounts: lockout.New(lockout.DefaultAccountPolicy(), 1000, c.Now),
-		Address:  lockout.New(lockout.DefaultAddressPolicy(), 1000, c.Now),
-		Now:      c.Now,
+		Now: c.Now,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -88,4 +89,38 @@ func BenchmarkRedisTake(b *testing.B) {
 		n++
 	}
 	b.ReportMetric(float64(count.n.Load()-before)/float64(n), "cmds/op")
+}
+
+// BenchmarkMemoryFailuresFull is a flood of new keys at a full table: each
+// failure evicts one count.
+func BenchmarkMemoryFailuresFull(b *testing.B) {
+	m := NewMemoryFailures(10_000, nil)
+	ctx := context.Background()
+	p := FailurePolicy{Name: "addr", MaxFailures: 20, Window: 15 * time.Minute, LockFor: 15 * time.Minute}
+	for i := range 10_000 {
+		m.Fail(ctx, p, fmt.Sprintf("seed-%d", i))
+	}
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("new-%d", i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		m.Fail(ctx, p, keys[i%len(keys)])
+		i++
+	}
+}
+
+// BenchmarkRedisFailuresAttempt is one counted sign-in attempt in Redis:
+// one round trip.
+func BenchmarkRedisFailuresAttempt(b *testing.B) {
+	r := NewRedisFailures(RedisFailuresOptions{Client: newRedisClient(b, nil), Prefix: redisPrefix(b)})
+	ctx := context.Background()
+	p := FailurePolicy{Name: "acct", MaxFailures: 1 << 30, Window: time.Hour, LockFor: time.Hour}
+	for b.Loop() {
+		if _, _, err := r.Attempt(ctx, p, "k"); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

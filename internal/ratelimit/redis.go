@@ -88,15 +88,9 @@ type RedisOptions struct {
 type Redis struct {
 	c        *redis.Client
 	prefix   string
-	mode     FailureMode
 	fallback Store
-	log      *slog.Logger
 	script   *redis.Script
-
-	down      atomic.Bool  // in an outage: Redis failed and has not answered since
-	retryAt   atomic.Int64 // while down, when to try Redis again, in nanoseconds since epoch
-	epoch     time.Time    // a monotonic reading, for retryAt
-	retryWait time.Duration
+	outage
 
 	// now, when set, is passed to the script in place of TIME. It exists
 	// for tests, which cannot set the Redis clock; production leaves it nil.
@@ -156,27 +150,21 @@ func newRedis(o RedisOptions, src string) *Redis {
 	if o.Fallback == nil {
 		o.Fallback = NewMemory(MemoryOptions{MaxKeys: 10_000})
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
 	return &Redis{
-		c:         o.Client,
-		prefix:    o.Prefix,
-		mode:      o.FailureMode,
-		fallback:  o.Fallback,
-		log:       o.Logger.With("component", "ratelimit"),
-		script:    redis.NewScript(src),
-		epoch:     time.Now(),
-		retryWait: time.Second,
+		c:        o.Client,
+		prefix:   o.Prefix,
+		fallback: o.Fallback,
+		script:   redis.NewScript(src),
+		outage:   newOutage(o.FailureMode, o.Logger, "rate limits"),
 	}
 }
 
 var _ Store = (*Redis)(nil)
 
-// key is the Redis key for key under the limit named name.
-func (r *Redis) key(name, key string) string {
+// redisKey is the Redis key for key under the limit or policy named name.
+func redisKey(prefix, name, key string) string {
 	sum := sha256.Sum256([]byte(key))
-	return r.prefix + name + ":" + hex.EncodeToString(sum[:16])
+	return prefix + name + ":" + hex.EncodeToString(sum[:16])
 }
 
 // Take decides one request of cost n for key under l (see Store), in one
@@ -199,24 +187,17 @@ func (r *Redis) Take(ctx context.Context, key string, l Limit, n int) (Result, e
 	if !r.try() {
 		return r.unavailable(ctx, key, l, n, errRecentFailure)
 	}
-	reply, err := r.script.Run(ctx, r.c, []string{r.key(l.Name, key)}, args...).Int64Slice()
+	reply, err := r.script.Run(ctx, r.c, []string{redisKey(r.prefix, l.Name, key)}, args...).Int64Slice()
 	if err == nil && len(reply) != 3 {
 		err = fmt.Errorf("unexpected reply %v", reply)
 	}
 	if err != nil {
 		// A caller that gave up (its context ended) says nothing about
 		// Redis: that request alone goes without an answer from it.
-		if ctx.Err() == nil {
-			r.retryAt.Store(int64(time.Since(r.epoch) + r.retryWait))
-			if r.down.CompareAndSwap(false, true) {
-				r.logDown(err)
-			}
-		}
+		r.failed(ctx, err)
 		return r.unavailable(ctx, key, l, n, err)
 	}
-	if r.down.CompareAndSwap(true, false) {
-		r.log.Info("redis answers again; rate limits are shared again")
-	}
+	r.answered()
 	d := decision{allowed: reply[0] == 1, reset: reply[1], retry: reply[2]}
 	return d.result(l, emitUS, time.Microsecond), nil
 }
@@ -224,22 +205,60 @@ func (r *Redis) Take(ctx context.Context, key string, l Limit, n int) (Result, e
 // errRecentFailure stands for the failure that put Redis in an outage.
 var errRecentFailure = errors.New("redis failed recently; not asking again yet")
 
-// try reports whether to ask Redis: always outside an outage, and in one,
-// for a single caller once retryAt has passed.
-func (r *Redis) try() bool {
-	if !r.down.Load() {
-		return true
-	}
-	now := int64(time.Since(r.epoch))
-	at := r.retryAt.Load()
-	return now >= at && r.retryAt.CompareAndSwap(at, now+int64(r.retryWait))
+// outage tracks whether Redis answers, so that in an outage a store stops
+// asking it for a second at a time instead of making every request wait
+// for the client's timeouts. It logs once when an outage starts and once
+// when it ends. It is safe for concurrent use.
+type outage struct {
+	mode      FailureMode
+	log       *slog.Logger
+	what      string       // what Redis holds, for the log: "rate limits"
+	down      atomic.Bool  // in an outage: Redis failed and has not answered since
+	retryAt   atomic.Int64 // while down, when to try Redis again, in nanoseconds since epoch
+	epoch     time.Time    // a monotonic reading, for retryAt
+	retryWait time.Duration
 }
 
-func (r *Redis) logDown(err error) {
-	if r.mode == FailOpen {
-		r.log.Warn("redis does not answer; limiting locally (fail_open)", "err", err)
+func newOutage(mode FailureMode, log *slog.Logger, what string) outage {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return outage{mode: mode, log: log.With("component", "ratelimit"), what: what, epoch: time.Now(), retryWait: time.Second}
+}
+
+// try reports whether to ask Redis: always outside an outage, and in one,
+// for a single caller once retryAt has passed.
+func (o *outage) try() bool {
+	if !o.down.Load() {
+		return true
+	}
+	now := int64(time.Since(o.epoch))
+	at := o.retryAt.Load()
+	return now >= at && o.retryAt.CompareAndSwap(at, now+int64(o.retryWait))
+}
+
+// failed records that Redis did not answer a request made under ctx. A
+// caller that gave up (its context ended) says nothing about Redis: that
+// request alone goes without an answer from it.
+func (o *outage) failed(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	o.retryAt.Store(int64(time.Since(o.epoch) + o.retryWait))
+	if !o.down.CompareAndSwap(false, true) {
+		return
+	}
+	if o.mode == FailOpen {
+		o.log.Warn("redis does not answer; deciding locally (fail_open)", "holds", o.what, "err", err)
 	} else {
-		r.log.Error("redis does not answer; refusing rate-limited requests (fail_closed)", "err", err)
+		o.log.Error("redis does not answer; refusing what it decides (fail_closed)", "holds", o.what, "err", err)
+	}
+}
+
+// answered records that Redis answered.
+func (o *outage) answered() {
+	if o.down.CompareAndSwap(true, false) {
+		o.log.Info("redis answers again; state is shared again", "holds", o.what)
 	}
 }
 

@@ -14,17 +14,13 @@ import (
 	"github.com/moatgw/moat/internal/accounts"
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/event"
-	"github.com/moatgw/moat/internal/lockout"
 	"github.com/moatgw/moat/internal/oidc"
 	"github.com/moatgw/moat/internal/passkey"
 	"github.com/moatgw/moat/internal/password"
 	"github.com/moatgw/moat/internal/portal"
+	"github.com/moatgw/moat/internal/ratelimit"
 	"github.com/moatgw/moat/internal/session"
 )
-
-// lockoutKeys bounds each failure tracker, so that a flood of distinct
-// user names or addresses cannot grow it without limit.
-const lockoutKeys = 100_000
 
 // Store secrets that instances share.
 const (
@@ -54,7 +50,8 @@ func (a *Accounts) Close() error {
 
 // OpenAccounts builds the accounts capability on an open state. now is the
 // clock of sessions, lockouts and passkey ceremonies; nil means time.Now.
-func OpenAccounts(ctx context.Context, cfg *config.Config, st *State, events event.Recorder, logger *slog.Logger, now func() time.Time) (*Accounts, error) {
+// failures counts failed sign-ins; nil means in this process's memory.
+func OpenAccounts(ctx context.Context, cfg *config.Config, st *State, failures ratelimit.FailureStore, events event.Recorder, logger *slog.Logger, now func() time.Time) (*Accounts, error) {
 	if now == nil {
 		now = time.Now
 	}
@@ -118,21 +115,25 @@ func OpenAccounts(ctx context.Context, cfg *config.Config, st *State, events eve
 		}
 	}
 	lo := ac.Lockout
-	acctPolicy := lockout.Policy{MaxFailures: lo.MaxFailures, Window: lo.Window.D(), LockFor: lo.LockFor.D(), BaseDelay: lo.BackOff.D()}
-	addrPolicy := lockout.Policy{MaxFailures: lo.AddressMaxFailures, Window: lo.Window.D(), LockFor: lo.LockFor.D()}
+	acctPolicy := accounts.DefaultAccountPolicy()
+	acctPolicy.MaxFailures, acctPolicy.Window, acctPolicy.LockFor, acctPolicy.BaseDelay = lo.MaxFailures, lo.Window.D(), lo.LockFor.D(), lo.BackOff.D()
+	addrPolicy := accounts.DefaultAddressPolicy()
+	addrPolicy.MaxFailures, addrPolicy.Window, addrPolicy.LockFor = lo.AddressMaxFailures, lo.Window.D(), lo.LockFor.D()
 	a.Service, err = accounts.New(ctx, accounts.Options{
 		Store:     st.Store,
 		Hasher:    hasher,
 		Policy:    password.Policy{MinLength: pw.MinLength, MaxLength: pw.MaxLength},
 		Sessions:  a.Sessions,
 		Passkeys:  a.Passkeys,
-		Accounts:  lockout.New(acctPolicy, lockoutKeys, now),
-		Address:   lockout.New(addrPolicy, lockoutKeys, now),
 		MFARoles:  ac.MFARoles,
 		EnrollTTL: ac.EnrollLinkTTL.D(),
 		Events:    events,
 		Logger:    logger.With("component", "accounts"),
 		Now:       now,
+
+		Failures:      failures,
+		AccountPolicy: acctPolicy,
+		AddressPolicy: addrPolicy,
 	})
 	if err != nil {
 		_ = a.Close()

@@ -23,7 +23,8 @@ import (
 // limiters are the rate limit stores, built once at start
 // (rate_limits.store and redis_url are read at start only).
 type limiters struct {
-	open, closed ratelimit.Store // by failure mode; the same store with memory
+	open, closed ratelimit.Store        // by failure mode; the same store with memory
+	failures     ratelimit.FailureStore // sign-in failure counts
 	redis        *redis.Client
 	v6Prefix     int
 }
@@ -33,7 +34,8 @@ func (s *Server) openLimiters(ctx context.Context, cfg *config.Config) error {
 	// Production passes no clock: the store then reads the cheaper
 	// monotonic one. Tests pass theirs.
 	mem := ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: rl.MaxKeys, Now: s.testNow})
-	s.limits = &limiters{open: mem, closed: mem, v6Prefix: rl.IPv6Prefix}
+	memFailures := ratelimit.NewMemoryFailures(rl.MaxKeys, s.now)
+	s.limits = &limiters{open: mem, closed: mem, failures: memFailures, v6Prefix: rl.IPv6Prefix}
 	if rl.Store != config.StoreRedis {
 		return nil
 	}
@@ -58,6 +60,11 @@ func (s *Server) openLimiters(ctx context.Context, cfg *config.Config) error {
 	s.limits.redis = client
 	s.limits.open = ratelimit.NewRedis(ratelimit.RedisOptions{Client: client, Prefix: "moat:rl:", FailureMode: ratelimit.FailOpen, Fallback: mem, Logger: log})
 	s.limits.closed = ratelimit.NewRedis(ratelimit.RedisOptions{Client: client, Prefix: "moat:rl:", FailureMode: ratelimit.FailClosed, Logger: log})
+	mode := ratelimit.FailClosed
+	if cfg.Accounts.Lockout.FailureMode == config.FailOpen {
+		mode = ratelimit.FailOpen
+	}
+	s.limits.failures = ratelimit.NewRedisFailures(ratelimit.RedisFailuresOptions{Client: client, Prefix: "moat:failures:", FailureMode: mode, Fallback: memFailures, Logger: log})
 	return nil
 }
 

@@ -166,7 +166,7 @@ func New(o Options) (*Server, error) {
 // makes the first admin of an empty store.
 func (s *Server) openAccounts(cfg *config.Config) error {
 	var err error
-	if s.accounts, err = OpenAccounts(s.ctx, cfg, s.state, s.events, s.baseLogger, s.now); err != nil {
+	if s.accounts, err = OpenAccounts(s.ctx, cfg, s.state, s.limits.failures, s.events, s.baseLogger, s.now); err != nil {
 		return fmt.Errorf("accounts: %w", err)
 	}
 	if s.portal, err = s.portalHandler(s.ctx, cfg); err != nil {
