@@ -67,9 +67,14 @@ func newCELEnv() (*celEnv, error) {
 	return e, nil
 }
 
-// compile parses, type-checks and plans src. Each error says where in
-// src it is, with CEL's own message.
+// compile parses, type-checks and plans src, an expression of type bool.
+// Each error says where in src it is, with CEL's own message.
 func (e *celEnv) compile(src string) (*celProgram, error) {
+	return e.compileAs(src, types.BoolType)
+}
+
+// compileAs is compile for an expression of type want.
+func (e *celEnv) compileAs(src string, want *types.Type) (*celProgram, error) {
 	if len(src) > maxExprLen {
 		return nil, fmt.Errorf("is %d bytes long, more than the limit of %d", len(src), maxExprLen)
 	}
@@ -85,9 +90,9 @@ func (e *celEnv) compile(src string) (*celProgram, error) {
 		return nil, errors.Join(errs...)
 	}
 	switch t := ast.OutputType(); t.Kind() {
-	case types.BoolKind, types.DynKind:
+	case want.Kind(), types.DynKind:
 	default:
-		return nil, fmt.Errorf("must have type bool, has type %s", t)
+		return nil, fmt.Errorf("must have type %s, has type %s", want, t)
 	}
 	// An expression that costs at most maxExprCost on inputs of the
 	// assumed sizes runs without the cost tracker, which would double its

@@ -470,8 +470,10 @@ type RateLimits struct {
 type RateLimit struct {
 	// Name, in headers, metrics and events: 1 to 32 lower-case letters, digits or -.
 	Name string `yaml:"name" json:"name"`
-	// What is counted: ip (the client address), principal (the authenticated caller), apikey (the API key), route (everyone together).
+	// What is counted: ip (the client address), principal (the authenticated caller), apikey (the API key), route (everyone together), or expr (the string that expr returns).
 	Key string `yaml:"key" json:"key"`
+	// With key expr: a CEL expression of type string over request and principal, as in access rules (e.g. principal.claims["org"]). Requests for which it fails (a missing key) share one allowance. Checked when the config loads.
+	Expr string `yaml:"expr,omitempty" json:"expr,omitempty"`
 	// Requests allowed per period, sustained. Must be greater than 0.
 	Rate int `yaml:"rate" json:"rate"`
 	// The period of rate: 1s, 1m, 1h... Default 1s.

@@ -211,6 +211,7 @@ const (
 	KeyPrincipal = "principal"
 	KeyAPIKey    = "apikey"
 	KeyRoute     = "route"
+	KeyExpr      = "expr"
 )
 
 func (c *Config) limitDefaults() {

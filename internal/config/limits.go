@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/moatgw/moat/internal/authz"
+)
 
 func (v *validator) rateLimits(c *Config) {
 	rl := c.RateLimits
@@ -41,10 +45,20 @@ func (v *validator) rateLimitList(path string, ls []RateLimit, global bool) {
 			v.add(p+".name", "duplicate limit name %q", l.Name)
 		}
 		names[l.Name] = true
-		if err := oneOf("key", l.Key, KeyIP, KeyPrincipal, KeyAPIKey, KeyRoute); err != nil {
+		if err := oneOf("key", l.Key, KeyIP, KeyPrincipal, KeyAPIKey, KeyRoute, KeyExpr); err != nil {
 			v.add(p+".key", "%v", err)
 		} else if global && l.Key != KeyIP && l.Key != KeyRoute {
 			v.add(p+".key", "global limits apply before authentication: use ip or route, and put %s limits on routes", l.Key)
+		}
+		switch {
+		case l.Key == KeyExpr && l.Expr == "":
+			v.add(p+".expr", "is required with key expr")
+		case l.Key != KeyExpr && l.Expr != "":
+			v.add(p+".expr", "is only used with key expr")
+		case l.Expr != "":
+			if _, err := authz.CompileKey(l.Expr); err != nil {
+				v.add(p+".expr", "%v", err)
+			}
 		}
 		if l.Rate < 1 {
 			v.add(p+".rate", "must be at least 1")

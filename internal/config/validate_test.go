@@ -142,6 +142,15 @@ func TestValidateRules(t *testing.T) {
 		{"limit with no rate", func(c *Config) {
 			c.Routes[0].RateLimits = []RateLimit{{Name: "ip", Key: "ip", Per: Duration(time.Second), Burst: 1, FailureMode: FailOpen}}
 		}, "routes[0].rate_limits[0].rate", "at least 1"},
+		{"expr key without expr", func(c *Config) {
+			c.Routes[0].RateLimits = []RateLimit{{Name: "t", Key: "expr", Rate: 1, Per: Duration(time.Second), Burst: 1, FailureMode: FailOpen}}
+		}, "routes[0].rate_limits[0].expr", "required with key expr"},
+		{"expr with another key", func(c *Config) {
+			c.Routes[0].RateLimits = []RateLimit{{Name: "t", Key: "ip", Expr: `"x"`, Rate: 1, Per: Duration(time.Second), Burst: 1, FailureMode: FailOpen}}
+		}, "routes[0].rate_limits[0].expr", "only used with key expr"},
+		{"expr of type bool", func(c *Config) {
+			c.Routes[0].RateLimits = []RateLimit{{Name: "t", Key: "expr", Expr: `request.method == "GET"`, Rate: 1, Per: Duration(time.Second), Burst: 1, FailureMode: FailOpen}}
+		}, "routes[0].rate_limits[0].expr", "must have type string"},
 		{"limit with an unknown key", func(c *Config) {
 			c.Routes[0].RateLimits = []RateLimit{{Name: "ip", Key: "cookie", Rate: 1, Per: Duration(time.Second), Burst: 1, FailureMode: FailOpen}}
 		}, "routes[0].rate_limits[0].key", `unknown key "cookie"`},

@@ -86,7 +86,15 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch rt.policy {
 	case policyPublic:
-		if !rt.optional || g.authenticate(rw, r, info, snap, rt) {
+		if rt.optional {
+			if g.authenticate(rw, r, info, snap, rt) {
+				rt.handler.ServeHTTP(rw, r)
+			}
+			return
+		}
+		// No one is identified here; only key expressions of the
+		// limits decided after authentication have something to count.
+		if len(rt.post) == 0 || g.rateLimit(rw, r, info, snap, rt, rt.post) {
 			rt.handler.ServeHTTP(rw, r)
 		}
 	case policyPortal, policyMoat:

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/moatgw/moat/internal/authn"
+	"github.com/moatgw/moat/internal/authz"
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/event"
 	"github.com/moatgw/moat/internal/problem"
@@ -78,7 +79,8 @@ func (l *limiters) close() error {
 // routeLimit is one compiled limit.
 type routeLimit struct {
 	limit ratelimit.Limit
-	key   string // config.KeyIP, KeyPrincipal, KeyAPIKey, KeyRoute
+	key   string         // config.KeyIP, KeyPrincipal, KeyAPIKey, KeyRoute, KeyExpr
+	expr  *authz.KeyExpr // with KeyExpr
 	store ratelimit.Store
 }
 
@@ -97,7 +99,14 @@ func (s *Server) compileLimits(ls []config.RateLimit) (pre, post []routeLimit, e
 		if err := rl.limit.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("rate limit %s: %w", l.Name, err)
 		}
-		if l.Key == config.KeyPrincipal || l.Key == config.KeyAPIKey {
+		if l.Key == config.KeyExpr {
+			if rl.expr, err = authz.CompileKey(l.Expr); err != nil {
+				return nil, nil, fmt.Errorf("rate limit %s: expr: %w", l.Name, err)
+			}
+		}
+		// Limits that may count by who is calling are decided after
+		// authentication; an expression may read the principal.
+		if l.Key == config.KeyPrincipal || l.Key == config.KeyAPIKey || l.Key == config.KeyExpr {
 			post = append(post, rl)
 		} else {
 			pre = append(pre, rl)
@@ -124,8 +133,8 @@ func isPreflight(r *http.Request) bool {
 // limitKey is what limit l counts for this request, or "" when it does
 // not apply (a principal limit on an anonymous request, an API key limit
 // on another kind of caller).
-func (g gateway) limitKey(key string, info *request.Info, rt *compiledRoute) string {
-	switch key {
+func (g gateway) limitKey(r *http.Request, l *routeLimit, info *request.Info, rt *compiledRoute) string {
+	switch l.key {
 	case config.KeyIP:
 		return "ip:" + ratelimit.KeyIP(info.ClientIP, g.s.limits.v6Prefix)
 	case config.KeyRoute:
@@ -138,6 +147,19 @@ func (g gateway) limitKey(key string, info *request.Info, rt *compiledRoute) str
 		if p := info.Principal; p != nil && p.Method == authn.MethodAPIKey {
 			return "k:" + p.KeyID
 		}
+	case config.KeyExpr:
+		req := authz.Request{Method: r.Method, Path: r.URL.Path, Header: r.Header, ClientIP: info.ClientIP, Time: g.s.now(), Principal: info.Principal}
+		if rt.query {
+			req.Query = r.URL.Query()
+		}
+		k, err := l.expr.Eval(&req)
+		if err != nil {
+			// No answer for this request: every such request shares one
+			// allowance, so leaving out what the expression reads is no
+			// way around the limit.
+			return "x!"
+		}
+		return "x:" + k
 	}
 	return ""
 }
@@ -154,7 +176,7 @@ func (g gateway) rateLimit(w http.ResponseWriter, r *http.Request, info *request
 	for _, set := range limits {
 		for i := range set {
 			l := &set[i]
-			key := g.limitKey(l.key, info, rt)
+			key := g.limitKey(r, l, info, rt)
 			if key == "" {
 				continue
 			}

@@ -194,3 +194,34 @@ func TestSharedLimitThroughRedis(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitByExpression: a limit keyed by a CEL expression counts each
+// value apart, and requests it has no answer for share one allowance.
+func TestLimitByExpression(t *testing.T) {
+	up := echoUpstream(t)
+	routes := fmt.Sprintf(`  - name: api
+    path: /
+    policy: public
+    upstreams: [%q]
+    rate_limits:
+      - {name: per-tenant, key: expr, expr: 'request.headers["x-tenant"]', rate: 1, per: 1h, burst: 2}
+`, up.URL)
+	g := startGateway(t, testConfig(t.TempDir(), "", routes))
+	for i, tc := range []struct {
+		tenant string
+		want   int
+	}{
+		{"a", 200}, {"a", 200}, {"a", 429},
+		{"b", 200},
+		{"", 200}, {"", 200}, {"", 429},
+		{"b", 200}, {"b", 429},
+	} {
+		hdr := map[string]string{}
+		if tc.tenant != "" {
+			hdr["X-Tenant"] = tc.tenant
+		}
+		if resp, body := g.do(t, "GET", "/x", hdr); resp.StatusCode != tc.want {
+			t.Fatalf("request %d (tenant %q): %d, want %d\n%s", i+1, tc.tenant, resp.StatusCode, tc.want, body)
+		}
+	}
+}

@@ -163,6 +163,9 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 	if cr.pre, cr.post, err = s.compileLimits(rc.RateLimits); err != nil {
 		return nil, err
 	}
+	for _, l := range rc.RateLimits {
+		cr.query = cr.query || strings.Contains(l.Expr, "query")
+	}
 	switch rc.Policy {
 	case config.PolicyPublic:
 		cr.policy = policyPublic
