@@ -3,6 +3,8 @@
 // every problem at once, and secret references.
 package config
 
+import "github.com/moatgw/moat/internal/hygiene"
+
 // Config is the whole of moat.yaml. Field comments are the reference text
 // that the JSON Schema and docs/configuration.md are generated from.
 type Config struct {
@@ -190,8 +192,10 @@ type Route struct {
 	MaxFails int `yaml:"max_fails,omitempty" json:"max_fails,omitempty"`
 	// How long a failed upstream is skipped. Must be greater than 0 when max_fails is.
 	FailTimeout Duration `yaml:"fail_timeout,omitempty" json:"fail_timeout,omitempty"`
-	// Largest request body accepted; larger gets 413. 0 means no limit.
+	// Largest request body accepted; larger gets 413. Default 10MiB; 0 means no limit.
 	MaxRequestBody ByteSize `yaml:"max_request_body,omitempty" json:"max_request_body,omitempty"`
+	// Bounds on what a request may carry (request hygiene), beyond max_request_body. Omitted values take the defaults.
+	Request RequestLimits `yaml:"request,omitempty" json:"request,omitempty"`
 	// Largest upstream response body passed on; larger is cut off. 0 (the default) means no limit.
 	MaxResponseBody ByteSize `yaml:"max_response_body,omitempty" json:"max_response_body,omitempty"`
 	// Time allowed for the upstream to send response headers. 0 means no limit.
@@ -204,6 +208,51 @@ type Route struct {
 	RateLimits []RateLimit `yaml:"rate_limits,omitempty" json:"rate_limits,omitempty"`
 	// Requests this route serves at once; more wait up to load_shedding.queue_wait, then get 503. 0: no cap of its own.
 	MaxInFlight int `yaml:"max_in_flight,omitempty" json:"max_in_flight,omitempty"`
+}
+
+// RequestLimits bounds the form of a route's requests. Requests beyond
+// them are refused before they reach the upstream: 414 for the URL, 431 for
+// headers and cookies, 413 for a body, 415 for its type, 400 otherwise.
+type RequestLimits struct {
+	// Longest request target (path and query). Default 8KiB.
+	MaxURLBytes ByteSize `yaml:"max_url_bytes,omitempty" json:"max_url_bytes,omitempty"`
+	// Most header fields. Default 100.
+	MaxHeaders int `yaml:"max_headers,omitempty" json:"max_headers,omitempty"`
+	// Most query parameters. Default 256.
+	MaxQueryParams int `yaml:"max_query_params,omitempty" json:"max_query_params,omitempty"`
+	// Most cookies. Default 64.
+	MaxCookies int `yaml:"max_cookies,omitempty" json:"max_cookies,omitempty"`
+	// Body caps by media type ("application/json", "image/*"), below max_request_body; a body over its type's cap gets 413.
+	BodyCaps map[string]ByteSize `yaml:"body_caps,omitempty" json:"body_caps,omitempty"`
+	// Media types a request body may have ("application/json", "text/*"); another type, or a body without Content-Type, gets 415. Empty: any type.
+	ContentTypes []string `yaml:"content_types,omitempty" json:"content_types,omitempty"`
+	// Let an encoded slash (%2F) through in the path, for upstreams that keep it apart from "/". Default false: refused, since upstreams disagree about it.
+	AllowEncodedSlash bool `yaml:"allow_encoded_slash,omitempty" json:"allow_encoded_slash,omitempty"`
+	// Deepest nesting of arrays and objects in a JSON body. Default 64.
+	MaxJSONDepth int `yaml:"max_json_depth,omitempty" json:"max_json_depth,omitempty"`
+	// Most fields of a URL-encoded form body, or parts of a multipart one. Default 1000.
+	MaxFormFields int `yaml:"max_form_fields,omitempty" json:"max_form_fields,omitempty"`
+}
+
+// Hygiene returns the route's request limits in the form the gateway
+// checks them, with max_request_body as the body cap.
+func (r *Route) Hygiene() hygiene.Limits {
+	q := r.Request
+	l := hygiene.Limits{
+		MaxURLBytes: int(q.MaxURLBytes), MaxHeaders: q.MaxHeaders, MaxQueryParams: q.MaxQueryParams,
+		MaxCookies: q.MaxCookies, ContentTypes: q.ContentTypes, AllowEncodedSlash: q.AllowEncodedSlash,
+		MaxJSONDepth: q.MaxJSONDepth, MaxFormFields: q.MaxFormFields, MaxBodyBytes: int64(r.MaxRequestBody),
+	}
+	if l.MaxBodyBytes == 0 {
+		l.MaxBodyBytes = -1 // no limit
+	}
+	if len(q.BodyCaps) > 0 {
+		l.BodyCaps = make(map[string]int64, len(q.BodyCaps))
+		for t, c := range q.BodyCaps {
+			l.BodyCaps[t] = int64(c)
+		}
+	}
+	return l
 }
 
 // UpstreamTLS configures TLS to an upstream.

@@ -222,6 +222,23 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		d.mapping(n, v, path)
+	case reflect.Map:
+		// A map of free keys to values (body_caps): string keys only.
+		if n.Kind != yaml.MappingNode || t.Key().Kind() != reflect.String {
+			d.mismatch(n, t, path)
+			return
+		}
+		m := reflect.MakeMap(t)
+		for _, e := range d.entries(n, path) {
+			if e.key.Kind != yaml.ScalarNode || isNull(e.key) {
+				d.addAt(e.key, path, "want a key name, not %s", describe(e.key, false))
+				continue
+			}
+			val := reflect.New(t.Elem()).Elem()
+			d.value(e.val, val, joinPath(path, e.key.Value))
+			m.SetMapIndex(reflect.ValueOf(e.key.Value).Convert(t.Key()), val)
+		}
+		v.Set(m)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.mismatch(n, t, path)
@@ -445,7 +462,7 @@ func want(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.Pointer:
 		return want(t.Elem())
-	case reflect.Struct:
+	case reflect.Struct, reflect.Map:
 		return "a mapping"
 	case reflect.Slice:
 		return "a list"

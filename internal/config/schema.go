@@ -161,6 +161,10 @@ func (g schemaGen) value(t reflect.Type, def reflect.Value) map[string]any {
 		items := g.value(t.Elem(), item)
 		delete(items, "default")
 		return map[string]any{"type": "array", "items": items}
+	case reflect.Map:
+		vals := g.value(t.Elem(), reflect.New(t.Elem()).Elem())
+		delete(vals, "default")
+		return map[string]any{"type": "object", "additionalProperties": vals}
 	case reflect.String:
 		return map[string]any{"type": "string"}
 	case reflect.Bool:

@@ -384,6 +384,23 @@ func (v *validator) route(p string, r Route) {
 		v.positive(p+".fail_timeout", r.FailTimeout)
 	}
 	nonNegative(v, p+".max_request_body", r.MaxRequestBody)
+	q := r.Request
+	nonNegative(v, p+".request.max_url_bytes", q.MaxURLBytes)
+	nonNegative(v, p+".request.max_headers", q.MaxHeaders)
+	nonNegative(v, p+".request.max_query_params", q.MaxQueryParams)
+	nonNegative(v, p+".request.max_cookies", q.MaxCookies)
+	nonNegative(v, p+".request.max_json_depth", q.MaxJSONDepth)
+	nonNegative(v, p+".request.max_form_fields", q.MaxFormFields)
+	for t, c := range q.BodyCaps {
+		if c == 0 {
+			v.add(p+".request.body_caps", "cap for %q must be greater than 0", clip(t, 60))
+		}
+	}
+	if err := r.Hygiene().Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			v.add(p+".request", "%s", line)
+		}
+	}
 	nonNegative(v, p+".max_response_body", r.MaxResponseBody)
 	nonNegative(v, p+".timeout", r.Timeout)
 	v.headers(p+".headers", r.Headers)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"github.com/moatgw/moat/internal/hygiene"
 	"io"
 	"net/http"
 	"sync"
@@ -23,9 +24,10 @@ const (
 // a client's fault (413, or a broken upload) from an upstream's. It is read
 // by the transport's goroutine and its state by the handler's.
 type requestBody struct {
-	rc    io.ReadCloser
-	left  int64 // bytes still allowed; < 0 means unlimited
-	state atomic.Int32
+	rc      io.ReadCloser
+	left    int64 // bytes still allowed; < 0 means unlimited
+	state   atomic.Int32
+	refusal atomic.Pointer[hygiene.Refusal] // why the body's own guard refused it
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
@@ -50,6 +52,10 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		b.left -= int64(n)
 	}
 	if err != nil && err != io.EOF {
+		var ref *hygiene.Refusal
+		if errors.As(err, &ref) {
+			b.refusal.Store(ref)
+		}
 		b.state.Store(bodyClientErr)
 	}
 	return n, err

@@ -22,6 +22,7 @@ import (
 
 	"github.com/moatgw/moat/internal/clientip"
 	"github.com/moatgw/moat/internal/event"
+	"github.com/moatgw/moat/internal/hygiene"
 	"github.com/moatgw/moat/internal/problem"
 	"github.com/moatgw/moat/internal/request"
 )
@@ -482,9 +483,21 @@ func (p *Proxy) roundTripError(w http.ResponseWriter, r *http.Request, info *req
 	if body != nil {
 		state = body.state.Load()
 	}
+	var ref *hygiene.Refusal
+	if body != nil {
+		ref = body.refusal.Load()
+	}
 	switch {
 	case state == bodyTooLarge:
 		p.tooLarge(w, r, info)
+	case ref != nil:
+		// The body broke one of the route's request limits on its way.
+		p.events.Record(ctx, event.Event{
+			Time: p.now(), Kind: "request.denied", Outcome: event.Denied,
+			ClientIP: addrString(info.ClientIP), Route: p.route, RequestID: info.ID, Rule: ref.Rule,
+			Details: map[string]string{"method": r.Method},
+		})
+		problem.Write(w, r, info.ID, ref.Problem())
 	case ctx.Err() != nil || state == bodyClientErr:
 		// The client went away or broke its upload: not the upstream's fault.
 		p.log.LogAttrs(ctx, slog.LevelDebug, "client gave up",

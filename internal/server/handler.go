@@ -56,9 +56,18 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("X-Request-Id", info.ID)
 	defer g.finish(r, info, snap, rt, rw)
 
-	if rule, detail := hygiene(r); rule != "" {
-		g.refuse(rw, r, info, snap, rule, &problem.Error{Status: http.StatusBadRequest, Detail: detail})
+	chk := snap.ownHygiene
+	if rt != nil && rt.hygiene != nil {
+		chk = rt.hygiene
+	}
+	if ref := chk.Check(r); ref != nil {
+		g.refuse(rw, r, info, snap, ref.Rule, ref.Problem())
 		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		// Caps by content type, JSON depth and form fields, enforced as
+		// the body streams to the portal or the upstream.
+		r.Body = chk.Body(r)
 	}
 	if rt == nil {
 		g.refuse(rw, r, info, snap, "route.none", &problem.Error{Status: http.StatusNotFound})
@@ -131,23 +140,6 @@ func (g gateway) finish(r *http.Request, info *request.Info, snap *snapshot, rt 
 	}
 }
 
-// hygiene checks what the router and the upstream must agree on. It returns
-// the rule that failed and a public detail, or "" when the request is fine.
-func hygiene(r *http.Request) (rule, detail string) {
-	switch {
-	case !cleanPath(r.URL.Path) || encodedSlash(r.URL.RawPath):
-		// Dot segments, doubled or encoded slashes, ";" parameters and NULs
-		// could make the route Moat matched differ from the resource the
-		// upstream serves.
-		return "hygiene.path", "The request path is not in canonical form."
-	case !validHost(r.Host):
-		return "hygiene.host", "The Host header is not a valid host name and port."
-	case !validQuery(r.URL.RawQuery):
-		return "hygiene.query", "The query string holds spaces or control characters."
-	}
-	return "", ""
-}
-
 // refuse answers a request Moat itself decided to turn away, and records
 // the decision as a security event.
 func (g gateway) refuse(w http.ResponseWriter, r *http.Request, info *request.Info, snap *snapshot, rule string, e *problem.Error) {
@@ -202,106 +194,6 @@ func (s *Server) logAccess(r *http.Request, info *request.Info, rw *responseWrit
 		attrs = append(attrs, slog.Bool("aborted", true))
 	}
 	s.access.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
-}
-
-// cleanPath reports whether p is an absolute path with no dot segments, no
-// empty segments, no ";" path parameters, no backslashes and no NUL.
-// Browsers and HTTP clients normalise paths before sending, so only crafted
-// requests fail this.
-func cleanPath(p string) bool {
-	if p == "" || p[0] != '/' {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		switch p[i] {
-		case 0, '\\', ';':
-			return false
-		case '/':
-			if i+1 < len(p) && p[i+1] == '/' {
-				return false
-			}
-		case '.':
-			if p[i-1] == '/' {
-				rest := p[i+1:]
-				if rest == "" || rest[0] == '/' || (rest[0] == '.' && (len(rest) == 1 || rest[1] == '/')) {
-					return false
-				}
-			}
-		}
-	}
-	return true
-}
-
-// validHost reports whether h is empty or a host name or IP literal with an
-// optional numeric port, so that nothing else rides into X-Forwarded-Host.
-func validHost(h string) bool {
-	if h == "" {
-		return true
-	}
-	if h[0] == '[' {
-		end := strings.IndexByte(h, ']')
-		if end < 0 {
-			return false
-		}
-		for _, c := range h[1:end] {
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' || c == ':' || c == '.') {
-				return false
-			}
-		}
-		h = h[end+1:]
-		if h == "" {
-			return true
-		}
-		if h[0] != ':' {
-			return false
-		}
-		return validPort(h[1:])
-	}
-	name, port, hasPort := strings.Cut(h, ":")
-	if name == "" || len(name) > 253 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
-			return false
-		}
-	}
-	return !hasPort || validPort(port)
-}
-
-func validPort(p string) bool {
-	if p == "" || len(p) > 5 {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		if p[i] < '0' || p[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// validQuery reports whether a raw query has no spaces or control
-// characters, which would corrupt the request line sent upstream.
-func validQuery(q string) bool {
-	for i := 0; i < len(q); i++ {
-		if q[i] <= ' ' || q[i] == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// encodedSlash reports whether a raw path has a percent-encoded slash, which
-// upstreams disagree about: some decode it before routing, some do not.
-func encodedSlash(raw string) bool {
-	for i := 0; i+2 < len(raw); i++ {
-		if raw[i] == '%' && raw[i+1] == '2' && (raw[i+2] == 'f' || raw[i+2] == 'F') {
-			return true
-		}
-	}
-	return false
 }
 
 // newRequestID returns 128 random bits in URL-safe base64.

@@ -16,6 +16,7 @@ import (
 	"github.com/moatgw/moat/internal/clientip"
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/headers"
+	"github.com/moatgw/moat/internal/hygiene"
 	"github.com/moatgw/moat/internal/proxy"
 	"github.com/moatgw/moat/internal/route"
 	"github.com/moatgw/moat/internal/shed"
@@ -45,6 +46,7 @@ const (
 // needs is resolved here, once.
 type compiledRoute struct {
 	name     string
+	hygiene  *hygiene.Checker // nil for Moat's own routes: the snapshot's
 	policy   policy
 	roles    []string             // with policyAuthenticated: any of these, or any user when empty
 	methods  methodSet            // with policyAuthenticated: how callers may authenticate
@@ -70,10 +72,11 @@ type snapshot struct {
 	list        []*compiledRoute
 	redirects   hostSet // hosts the plain-HTTP listener redirects
 	trusted     *clientip.Trusted
-	ownHeaders  *headers.Set   // for responses that match no route
-	admin       *compiledRoute // the administration API under admin.Prefix
-	limits      []routeLimit   // global rate limits
-	shed        *shed.Limiter  // global cap on requests in flight; nil: none
+	ownHeaders  *headers.Set     // for responses that match no route
+	ownHygiene  *hygiene.Checker // for requests to Moat's own paths and to no route
+	admin       *compiledRoute   // the administration API under admin.Prefix
+	limits      []routeLimit     // global rate limits
+	shed        *shed.Limiter    // global cap on requests in flight; nil: none
 	portal      *compiledRoute
 	jwks        *compiledRoute // the assertion keys at assertion.JWKSPath
 	clientCerts *clientCerts   // when some route accepts client certificates
@@ -93,10 +96,15 @@ func (s *Server) compile(cfg *config.Config) (*snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("headers: %w", err)
 	}
+	ownHygiene, err := hygiene.Compile(hygiene.Limits{MaxBodyBytes: 1 << 20})
+	if err != nil {
+		return nil, err
+	}
 	snap := &snapshot{
 		cfg:        cfg,
 		trusted:    trusted,
 		ownHeaders: own,
+		ownHygiene: ownHygiene,
 		noRoute:    s.metrics.forRoute(""),
 		accessLog:  cfg.Log.AccessEnabled(),
 	}
@@ -160,6 +168,9 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 		return nil, fmt.Errorf("headers: %w", err)
 	}
 	cr := &compiledRoute{name: rc.Name, headers: hs, metrics: s.metrics.forRoute(rc.Name), shed: newShed(rc.MaxInFlight, cfg.LoadShedding)}
+	if cr.hygiene, err = hygiene.Compile(rc.Hygiene()); err != nil {
+		return nil, err
+	}
 	if cr.pre, cr.post, err = s.compileLimits(rc.RateLimits); err != nil {
 		return nil, err
 	}
