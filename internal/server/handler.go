@@ -12,6 +12,7 @@ import (
 	"github.com/moatgw/moat/internal/assertion"
 	"github.com/moatgw/moat/internal/clientip"
 	"github.com/moatgw/moat/internal/event"
+	"github.com/moatgw/moat/internal/framing"
 	"github.com/moatgw/moat/internal/problem"
 	"github.com/moatgw/moat/internal/request"
 )
@@ -55,6 +56,16 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rw.Header().Set("X-Request-Id", info.ID)
 	defer g.finish(r, info, snap, rt, rw)
+
+	if c, ok := framing.FromContext(r.Context()); ok {
+		if rule := c.Next(r); rule != "" {
+			// What follows on the connection cannot be trusted to start a
+			// request: answer this one and close it.
+			rw.Header().Set("Connection", "close")
+			g.refuse(rw, r, info, snap, rule, &problem.Error{Status: http.StatusBadRequest, Detail: "The request's message framing is ambiguous."})
+			return
+		}
+	}
 
 	chk := snap.ownHygiene
 	if rt != nil && rt.hygiene != nil {

@@ -1,13 +1,17 @@
 package server
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestRequestLimitsThroughGateway: a route's request limits refuse what
@@ -104,5 +108,82 @@ func TestRequestLimitsThroughGateway(t *testing.T) {
 		if resp, body := g.do(t, "GET", path, nil); resp.StatusCode != want {
 			t.Errorf("GET %s: %d, want %d\n%s", path, resp.StatusCode, want, body)
 		}
+	}
+}
+
+// TestSmugglingRefused sends request-smuggling attempts over raw TLS
+// connections: each gets 400 with the connection closed, and the request
+// hidden in its body never reaches the upstream. A plain pipelined
+// keep-alive exchange on one connection still works.
+func TestSmugglingRefused(t *testing.T) {
+	var paths []string
+	var mu sync.Mutex
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+	}))
+	t.Cleanup(up.Close)
+	g := startGateway(t, testConfig(t.TempDir(), "", fmt.Sprintf("  - {name: app, path: /, policy: public, upstreams: [%q]}\n", up.URL)))
+	addr := g.srv.Addr("https").String()
+	exchange := func(t *testing.T, raw string) []*http.Response {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, raw); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		var out []*http.Response
+		for {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return out
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			out = append(out, resp)
+		}
+	}
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n"
+	for name, raw := range map[string]string{
+		"CL.TE": "POST /a HTTP/1.1\r\nHost: localhost\r\nContent-Length: " + fmt.Sprint(5+len(smuggled)) +
+			"\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+		"TE.CL": "POST /a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n" +
+			fmt.Sprintf("%x\r\n", len(smuggled)) + smuggled + "\r\n0\r\n\r\n",
+		"two equal lengths": "POST /a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+		"obs-fold":          "GET /a HTTP/1.1\r\nHost: localhost\r\nX-A: b\r\n c\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			resps := exchange(t, raw+"GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n")
+			if len(resps) != 1 || resps[0].StatusCode != http.StatusBadRequest || !resps[0].Close {
+				var codes []int
+				for _, r := range resps {
+					codes = append(codes, r.StatusCode)
+				}
+				t.Fatalf("statuses %v, want one 400 closing the connection", codes)
+			}
+		})
+	}
+	resps := exchange(t, "GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n"+
+		"POST /two HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"+
+		"GET /three HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+	if len(resps) != 3 || resps[0].StatusCode != 200 || resps[1].StatusCode != 200 || resps[2].StatusCode != 200 {
+		t.Fatalf("pipelined keep-alive requests: %d responses", len(resps))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range paths {
+		if p == "/smuggled" || p == "/after" || p == "/a" {
+			t.Errorf("the upstream received %s", p)
+		}
+	}
+	if e := g.events.find("request.denied", "framing.cl_te"); e == nil {
+		t.Error("no request.denied event for framing.cl_te")
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/moatgw/moat/internal/certs"
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/event"
+	"github.com/moatgw/moat/internal/framing"
 	"github.com/moatgw/moat/internal/jwtauth"
 )
 
@@ -241,6 +242,7 @@ func (s *Server) Start() error {
 	gw := base(gateway{s: s})
 	gw.TLSConfig = &tls.Config{
 		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return s.snap.Load().tlsConfig(s.certs.Load().conf), nil
 		},
@@ -248,8 +250,21 @@ func (s *Server) Start() error {
 	if lim.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, lim.MaxConnections)
 	}
+	// TLS handshakes happen in the listener, so that HTTP/1.1 connections
+	// can be watched for ambiguous framing on their way to net/http (see
+	// framing): the gateway refuses a request whose framing the scanner
+	// flagged.
+	handshakeLog := s.logger.With("component", "tls")
+	fl := framing.NewListener(ln, gw.TLSConfig, framing.Options{
+		Limits:           framing.Limits{MaxHeaderBytes: int(lim.MaxHeaderBytes)},
+		HandshakeTimeout: lim.ReadHeaderTimeout.D(),
+		OnHandshakeError: func(remote net.Addr, err error) {
+			handshakeLog.Debug("TLS handshake failed", "remote", remote.String(), "err", err)
+		},
+	})
+	gw.ConnContext = framing.ConnContext
 	s.servers = append(s.servers, gw)
-	s.serve("https", func() error { return gw.ServeTLS(ln, "", "") })
+	s.serve("https", func() error { return gw.Serve(fl) })
 	if pln != nil {
 		plain := base(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Looked up per request: a reload may bring a new ACME manager.
