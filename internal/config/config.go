@@ -196,6 +196,8 @@ type Route struct {
 	MaxRequestBody ByteSize `yaml:"max_request_body,omitempty" json:"max_request_body,omitempty"`
 	// Bounds on what a request may carry (request hygiene), beyond max_request_body. Omitted values take the defaults.
 	Request RequestLimits `yaml:"request,omitempty" json:"request,omitempty"`
+	// An OpenAPI document the route's requests must follow: an allowlist of operations, parameters and bodies.
+	OpenAPI *OpenAPI `yaml:"openapi,omitempty" json:"openapi,omitempty"`
 	// Largest upstream response body passed on; larger is cut off. 0 (the default) means no limit.
 	MaxResponseBody ByteSize `yaml:"max_response_body,omitempty" json:"max_response_body,omitempty"`
 	// Time allowed for the upstream to send response headers. 0 means no limit.
@@ -253,6 +255,24 @@ func (r *Route) Hygiene() hygiene.Limits {
 		}
 	}
 	return l
+}
+
+// OpenAPI validates a route's requests against an OpenAPI document:
+// requests matching no documented operation get 404 or 405, requests that
+// break the document 400 listing every violation.
+type OpenAPI struct {
+	// Path of the OpenAPI 3.0 or 3.1 document, YAML or JSON. Its $refs may point only to files in its directory, never to URLs. Required.
+	Spec string `yaml:"spec" json:"spec"`
+	// Accept object properties the document does not name. Default false: refused.
+	AllowUnknownProperties bool `yaml:"allow_unknown_properties,omitempty" json:"allow_unknown_properties,omitempty"`
+	// Accept query parameters the document does not name. Default false: refused.
+	AllowUnknownQuery bool `yaml:"allow_unknown_query,omitempty" json:"allow_unknown_query,omitempty"`
+	// Match the document's paths right after the route's prefix, ignoring the base paths of its servers entries.
+	IgnoreServers bool `yaml:"ignore_servers,omitempty" json:"ignore_servers,omitempty"`
+	// Largest body read for validation; larger gets 413. Default 1MiB.
+	MaxBody ByteSize `yaml:"max_body,omitempty" json:"max_body,omitempty"`
+	// Upstream responses: off (the default) or report (validate them and record what departs from the document as openapi.response events; never change a response).
+	Responses string `yaml:"responses,omitempty" json:"responses,omitempty"`
 }
 
 // UpstreamTLS configures TLS to an upstream.

@@ -105,6 +105,10 @@ func (c *Config) ApplyDefaults() {
 		if (r.Policy == PolicyAuthenticated || r.Policy == PolicyPublic && len(r.Allow)+len(r.Deny) > 0) && len(r.Accept) == 0 {
 			r.Accept = []string{MethodSession}
 		}
+		if oa := r.OpenAPI; oa != nil {
+			str(&oa.Responses, ResponsesOff)
+			num(c, &oa.MaxBody, p+"openapi.max_body", ByteSize(1<<20))
+		}
 		if h := r.HealthCheck; h != nil {
 			num(c, &h.Interval, p+"health_check.interval", Duration(10*time.Second))
 			num(c, &h.Timeout, p+"health_check.timeout", Duration(2*time.Second))

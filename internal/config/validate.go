@@ -401,6 +401,9 @@ func (v *validator) route(p string, r Route) {
 			v.add(p+".request", "%s", line)
 		}
 	}
+	if oa := r.OpenAPI; oa != nil {
+		v.openAPI(p+".openapi", r, oa)
+	}
 	nonNegative(v, p+".max_response_body", r.MaxResponseBody)
 	nonNegative(v, p+".timeout", r.Timeout)
 	v.headers(p+".headers", r.Headers)

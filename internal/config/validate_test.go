@@ -142,6 +142,9 @@ func TestValidateRules(t *testing.T) {
 		{"limit with no rate", func(c *Config) {
 			c.Routes[0].RateLimits = []RateLimit{{Name: "ip", Key: "ip", Per: Duration(time.Second), Burst: 1, FailureMode: FailOpen}}
 		}, "routes[0].rate_limits[0].rate", "at least 1"},
+		{"openapi without a spec", func(c *Config) { c.Routes[0].OpenAPI = &OpenAPI{Responses: "off"} }, "routes[0].openapi.spec", "required"},
+		{"openapi spec missing", func(c *Config) { c.Routes[0].OpenAPI = &OpenAPI{Spec: "/nonexistent/api.yaml", Responses: "off"} }, "routes[0].openapi.spec", "/nonexistent/api.yaml"},
+		{"openapi responses mode", func(c *Config) { c.Routes[0].OpenAPI = &OpenAPI{Spec: "x", Responses: "block"} }, "routes[0].openapi.responses", `unknown responses "block"`},
 		{"expr key without expr", func(c *Config) {
 			c.Routes[0].RateLimits = []RateLimit{{Name: "t", Key: "expr", Rate: 1, Per: Duration(time.Second), Burst: 1, FailureMode: FailOpen}}
 		}, "routes[0].rate_limits[0].expr", "required with key expr"},

@@ -21,6 +21,22 @@ type Error struct {
 	Title  string // short, public; defaults to the status text
 	Detail string // longer, public, optional
 	Err    error  // internal cause, never sent
+
+	// Errors lists the individual problems when there are several, such as
+	// every invalid parameter of a request. Optional; sent as the "errors"
+	// extension member and as a list on the HTML page.
+	Errors []Item
+}
+
+// Item is one of several problems found in a request: where it is and what
+// is wrong, in words that hold no request value. Name and Pointer are
+// written by Moat and may quote a client-chosen name; they are escaped on
+// output like every other member.
+type Item struct {
+	In      string `json:"in"`                // path, query, header, cookie or body
+	Name    string `json:"name,omitempty"`    // the parameter, header or cookie name
+	Pointer string `json:"pointer,omitempty"` // a JSON Pointer (RFC 6901) into the value, as a URI fragment
+	Detail  string `json:"detail"`            // what is wrong, short
 }
 
 func (e *Error) Error() string {
@@ -46,6 +62,7 @@ type body struct {
 	Status    int    `json:"status"`
 	Detail    string `json:"detail,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
+	Errors    []Item `json:"errors,omitempty"`
 }
 
 // Write sends e to w in the form the request asks for: a plain HTML page when
@@ -67,6 +84,7 @@ func Write(w http.ResponseWriter, r *http.Request, requestID string, e *Error) {
 		Status:    e.Status,
 		Detail:    e.Detail,
 		RequestID: requestID,
+		Errors:    e.Errors,
 	})
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Content-Length", strconv.Itoa(len(b)+1))
@@ -99,6 +117,25 @@ func page(e *Error, requestID string) []byte {
 		b.WriteString("<p>")
 		b.WriteString(html.EscapeString(e.Detail))
 		b.WriteString("</p>\n")
+	}
+	if len(e.Errors) > 0 {
+		b.WriteString("<ul>\n")
+		for _, it := range e.Errors {
+			b.WriteString("<li><code>")
+			b.WriteString(html.EscapeString(it.In))
+			if it.Name != "" {
+				b.WriteString(" ")
+				b.WriteString(html.EscapeString(it.Name))
+			}
+			if it.Pointer != "" {
+				b.WriteString(" ")
+				b.WriteString(html.EscapeString(it.Pointer))
+			}
+			b.WriteString("</code>: ")
+			b.WriteString(html.EscapeString(it.Detail))
+			b.WriteString("</li>\n")
+		}
+		b.WriteString("</ul>\n")
 	}
 	if requestID != "" {
 		b.WriteString("<p>Request id: <code>")

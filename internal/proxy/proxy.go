@@ -62,8 +62,14 @@ type Options struct {
 	// Moat's own X-Moat-* headers, such as an identity assertion, are sent.
 	// It must be safe for concurrent use.
 	Decorate func(r *http.Request, h http.Header)
-	Logger   *slog.Logger   // scoped by the caller (Moat's server adds the route); nil discards
-	Events   event.Recorder // receives upstream and size-limit events; nil discards
+	// Inspect, when set, is called with each upstream response before it
+	// is passed on (not with 5xx answers masked by MaskErrors, nor with
+	// protocol switches). It may read the body if it puts the same bytes
+	// back, and must not change anything else. It must be safe for
+	// concurrent use.
+	Inspect func(resp *http.Response)
+	Logger  *slog.Logger   // scoped by the caller (Moat's server adds the route); nil discards
+	Events  event.Recorder // receives upstream and size-limit events; nil discards
 }
 
 // Proxy forwards requests to the upstreams of one route. It is safe for
@@ -86,6 +92,7 @@ type Proxy struct {
 	tunnelIdle    time.Duration
 	reservedNames []string
 	decorate      func(*http.Request, http.Header)
+	inspect       func(*http.Response)
 	transport     *http.Transport
 	log           *slog.Logger
 	events        event.Recorder
@@ -158,6 +165,7 @@ func New(o Options) (*Proxy, error) {
 		maxTunnels:  o.MaxTunnels,
 		tunnelIdle:  o.TunnelIdleTimeout,
 		decorate:    o.Decorate,
+		inspect:     o.Inspect,
 		log:         o.Logger,
 		events:      o.Events,
 		now:         time.Now,
@@ -340,6 +348,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *request.In
 	if p.mask && resp.StatusCode >= 500 {
 		p.maskError(w, r, info, up, resp)
 		return
+	}
+	if p.inspect != nil {
+		p.inspect(resp)
 	}
 	if p.maxResp > 0 && resp.ContentLength > p.maxResp {
 		p.upstreamError(w, r, info, up, http.StatusBadGateway, "response_too_large",

@@ -17,6 +17,7 @@ import (
 	"github.com/moatgw/moat/internal/config"
 	"github.com/moatgw/moat/internal/headers"
 	"github.com/moatgw/moat/internal/hygiene"
+	"github.com/moatgw/moat/internal/openapi"
 	"github.com/moatgw/moat/internal/proxy"
 	"github.com/moatgw/moat/internal/route"
 	"github.com/moatgw/moat/internal/shed"
@@ -236,11 +237,23 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 	if hc := rc.HealthCheck; hc != nil {
 		opts.HealthCheck = &proxy.HealthCheck{Path: hc.Path, Interval: hc.Interval.D(), Timeout: hc.Timeout.D()}
 	}
+	var v *openapi.Validator
+	if rc.OpenAPI != nil {
+		if v, err = openapi.Load(rc.OpenAPI.Spec, rc.OpenAPIOptions(s.openAPIReport(rc.Name))); err != nil {
+			return nil, fmt.Errorf("openapi: %w", err)
+		}
+		if rc.OpenAPI.Responses == config.ResponsesReport {
+			opts.Inspect = func(resp *http.Response) { _ = v.ModifyResponse(resp) }
+		}
+	}
 	p, err := proxy.New(opts)
 	if err != nil {
 		return nil, err
 	}
 	cr.proxy, cr.handler = p, p
+	if v != nil {
+		cr.handler = validated{s: s, v: v, next: p}
+	}
 	return cr, nil
 }
 

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestOpenAPIAllowlist: a route with an OpenAPI document lets documented,
+// valid requests through unchanged, refuses the rest with the status the
+// document implies and every violation listed, records each refusal, and
+// reports what a response departs from the document in without changing it.
+func TestOpenAPIAllowlist(t *testing.T) {
+	var reached atomic.Int32
+	var lastBody atomic.Value
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		lastBody.Store(string(b))
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusCreated)
+			return
+		}
+		// "secret" is not in the document: a field the API was not meant to return.
+		_, _ = io.WriteString(w, `{"id":7,"name":"x","secret":"s3cr3t"}`)
+	}))
+	t.Cleanup(up.Close)
+	spec, err := filepath.Abs("testdata/items.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := fmt.Sprintf(`  - name: api
+    path: /api
+    strip_prefix: true
+    policy: public
+    upstreams: [%q]
+    openapi: {spec: %q, responses: report}
+`, up.URL, spec)
+	g := startGateway(t, testConfig(t.TempDir(), "", routes))
+
+	send := func(method, path, body string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, g.base+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := g.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+
+	if resp, body := send("GET", "/api/items/7?verbose=true", ""); resp.StatusCode != 200 || !strings.Contains(body, "s3cr3t") {
+		t.Fatalf("valid GET: %d %s (the response must pass unchanged)", resp.StatusCode, body)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for g.events.find("openapi.response", "openapi.response") == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no openapi.response event for a response with an undocumented property")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	const good = `{"name":"widget","count":3}`
+	if resp, body := send("POST", "/api/items", good); resp.StatusCode != 201 || lastBody.Load() != good {
+		t.Fatalf("valid POST: %d %s; upstream got %q", resp.StatusCode, body, lastBody.Load())
+	}
+
+	before := reached.Load()
+	for _, tc := range []struct {
+		name, method, path, body string
+		want                     int
+		rule                     string
+		violations               int
+	}{
+		{"undocumented path", "GET", "/api/admin", "", 404, "openapi.undocumented_path", 0},
+		{"undocumented method", "DELETE", "/api/items/7", "", 405, "openapi.undocumented_method", 0},
+		{"bad path parameter", "GET", "/api/items/0", "", 400, "openapi.invalid", 1},
+		{"unknown query parameter", "GET", "/api/items/7?debug=1", "", 400, "openapi.invalid", 1},
+		{"every body violation", "POST", "/api/items", `{"count":-1,"admin":true}`, 400, "openapi.invalid", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := send(tc.method, tc.path, tc.body)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("%d, want %d\n%s", resp.StatusCode, tc.want, body)
+			}
+			if tc.want == 405 && !strings.Contains(resp.Header.Get("Allow"), "GET") {
+				t.Errorf("Allow = %q", resp.Header.Get("Allow"))
+			}
+			if tc.violations > 0 {
+				var doc struct {
+					Errors []map[string]string `json:"errors"`
+				}
+				if err := json.Unmarshal([]byte(body), &doc); err != nil || len(doc.Errors) != tc.violations {
+					t.Errorf("violations %v (%v), want %d\n%s", doc.Errors, err, tc.violations, body)
+				}
+			}
+			if g.events.find("request.denied", tc.rule) == nil {
+				t.Errorf("no request.denied event with rule %s", tc.rule)
+			}
+		})
+	}
+	if n := reached.Load() - before; n != 0 {
+		t.Errorf("%d refused requests reached the upstream", n)
+	}
+}
