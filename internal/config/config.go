@@ -198,6 +198,10 @@ type Route struct {
 	Request RequestLimits `yaml:"request,omitempty" json:"request,omitempty"`
 	// An OpenAPI document the route's requests must follow: an allowlist of operations, parameters and bodies.
 	OpenAPI *OpenAPI `yaml:"openapi,omitempty" json:"openapi,omitempty"`
+	// Cross-site request forgery protection of requests signed in with the session cookie (and client certificates). On by default.
+	CSRF CSRF `yaml:"csrf,omitempty" json:"csrf,omitempty"`
+	// Cross-origin resource sharing: Moat answers preflights and sets the Access-Control-* headers itself. Off unless allowed_origins is set.
+	CORS *CORS `yaml:"cors,omitempty" json:"cors,omitempty"`
 	// Largest upstream response body passed on; larger is cut off. 0 (the default) means no limit.
 	MaxResponseBody ByteSize `yaml:"max_response_body,omitempty" json:"max_response_body,omitempty"`
 	// Time allowed for the upstream to send response headers. 0 means no limit.
@@ -255,6 +259,38 @@ func (r *Route) Hygiene() hygiene.Limits {
 		}
 	}
 	return l
+}
+
+// CSRF configures cross-site request forgery protection. Unsafe requests
+// (not GET, HEAD or OPTIONS) authenticated by the session cookie must come
+// from the route's own origin or a trusted one (Sec-Fetch-Site, Origin), or
+// carry a token bound to the session; requests authenticated by a bearer
+// token or an API key cannot be forged across sites and are not checked.
+type CSRF struct {
+	// Turn the protection off for this route. Default false.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// Origins (https://app.example.com) that may send unsafe requests across sites, besides the route's own.
+	TrustedOrigins []string `yaml:"trusted_origins,omitempty" json:"trusted_origins,omitempty"`
+	// Insert the token as a hidden field into every POST form of the HTML pages the route serves to signed-in users. Default false.
+	InjectForms bool `yaml:"inject_forms,omitempty" json:"inject_forms,omitempty"`
+	// Hand the token to single-page applications in the readable cookie __Host-moat_csrf_token, to send back in the X-Moat-CSRF-Token header. Default false.
+	TokenCookie bool `yaml:"token_cookie,omitempty" json:"token_cookie,omitempty"`
+}
+
+// CORS configures cross-origin resource sharing for a route.
+type CORS struct {
+	// Origins whose pages may call the route: exact (https://app.example.com), one wildcard label (https://*.example.com), "null", or "*" for any (not with allow_credentials). Required.
+	AllowedOrigins []string `yaml:"allowed_origins" json:"allowed_origins"`
+	// Methods a preflight may ask for. Default [GET, HEAD, POST].
+	AllowedMethods []string `yaml:"allowed_methods,omitempty" json:"allowed_methods,omitempty"`
+	// Request headers a preflight may ask for (Content-Type must be listed for JSON).
+	AllowedHeaders []string `yaml:"allowed_headers,omitempty" json:"allowed_headers,omitempty"`
+	// Response headers scripts may read, besides the safelisted ones.
+	ExposedHeaders []string `yaml:"exposed_headers,omitempty" json:"exposed_headers,omitempty"`
+	// Let scripts send cookies and read the responses. Never with "*" or "null".
+	AllowCredentials bool `yaml:"allow_credentials,omitempty" json:"allow_credentials,omitempty"`
+	// How long browsers may cache a preflight answer, up to 24h. Default: the browser's (5s).
+	MaxAge Duration `yaml:"max_age,omitempty" json:"max_age,omitempty"`
 }
 
 // OpenAPI validates a route's requests against an OpenAPI document:

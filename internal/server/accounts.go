@@ -24,9 +24,10 @@ import (
 
 // Store secrets that instances share.
 const (
-	secretCSRFKey  = "portal.csrf-key"
-	secretFlashKey = "portal.flash-key"
-	secretOIDCKey  = "oidc.state-key"
+	secretCSRFKey    = "portal.csrf-key"
+	secretAppCSRFKey = "gateway.csrf-key"
+	secretFlashKey   = "portal.flash-key"
+	secretOIDCKey    = "oidc.state-key"
 )
 
 // Accounts is the accounts capability, opened: the service and the session

@@ -87,6 +87,9 @@ func (g gateway) authenticate(w http.ResponseWriter, r *http.Request, info *requ
 		g.refuse(w, r, info, snap, "policy.roles", &problem.Error{Status: http.StatusForbidden})
 		return false
 	}
+	if !g.checkCSRF(w, r, info, snap, rt) {
+		return false
+	}
 	if !g.authorize(w, r, info, snap, rt) {
 		return false
 	}

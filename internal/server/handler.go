@@ -11,6 +11,7 @@ import (
 	"github.com/moatgw/moat/internal/admin"
 	"github.com/moatgw/moat/internal/assertion"
 	"github.com/moatgw/moat/internal/clientip"
+	"github.com/moatgw/moat/internal/cors"
 	"github.com/moatgw/moat/internal/event"
 	"github.com/moatgw/moat/internal/framing"
 	"github.com/moatgw/moat/internal/problem"
@@ -94,6 +95,14 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if rt.cors != nil && cors.IsPreflight(r) && rt.policy != policyDeny {
+		// Moat answers preflights itself, before authentication: a
+		// browser sends them without credentials.
+		if _, err := rt.cors.Preflight(rw, r); err != nil {
+			g.s.recordDenied(r, info, corsRule(err))
+		}
+		return
+	}
 	if rt.policy != policyDeny {
 		release, ok := g.shedLoad(rw, r, info, snap, rt)
 		if !ok {
@@ -108,20 +117,20 @@ func (g gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case policyPublic:
 		if rt.optional {
 			if g.authenticate(rw, r, info, snap, rt) {
-				rt.handler.ServeHTTP(rw, r)
+				g.forward(rw, r, info, rt)
 			}
 			return
 		}
 		// No one is identified here; only key expressions of the
 		// limits decided after authentication have something to count.
 		if len(rt.post) == 0 || g.rateLimit(rw, r, info, snap, rt, rt.post) {
-			rt.handler.ServeHTTP(rw, r)
+			g.forward(rw, r, info, rt)
 		}
 	case policyPortal, policyMoat:
 		rt.handler.ServeHTTP(rw, r)
 	case policyAuthenticated:
 		if g.authenticate(rw, r, info, snap, rt) {
-			rt.handler.ServeHTTP(rw, r)
+			g.forward(rw, r, info, rt)
 		}
 	default:
 		g.refuse(rw, r, info, snap, "policy.deny", &problem.Error{Status: http.StatusForbidden})

@@ -24,6 +24,7 @@ import (
 	"github.com/moatgw/moat/internal/backup"
 	"github.com/moatgw/moat/internal/certs"
 	"github.com/moatgw/moat/internal/config"
+	"github.com/moatgw/moat/internal/csrf"
 	"github.com/moatgw/moat/internal/event"
 	"github.com/moatgw/moat/internal/framing"
 	"github.com/moatgw/moat/internal/jwtauth"
@@ -58,6 +59,9 @@ type Server struct {
 	snap  atomic.Pointer[snapshot]
 	certs atomic.Pointer[tlsState]
 	state *State // the store and key ring
+	// csrfKey makes and checks the routes' CSRF tokens; from the store,
+	// so that every instance accepts the others' tokens.
+	csrfKey []byte
 
 	now         func() time.Time // the clock of accounts, sessions and the portal
 	oidcClient  *http.Client
@@ -129,14 +133,22 @@ func New(o Options) (*Server, error) {
 	if err := s.openLimiters(s.ctx, o.Config); err != nil {
 		return nil, err
 	}
-	snap, err := s.compile(o.Config)
+	var err error
+	s.state, err = OpenState(s.ctx, o.Config, StateOptions{Migrate: true}, o.Logger.With("component", "store"))
 	if err != nil {
 		_ = s.limits.close()
 		return nil, err
 	}
-	s.state, err = OpenState(s.ctx, o.Config, StateOptions{Migrate: true}, o.Logger.With("component", "store"))
+	// The key of the routes' CSRF tokens, the same on every instance.
+	if s.csrfKey, err = s.state.Store.Secrets().GetOrCreate(s.ctx, secretAppCSRFKey, csrf.KeySize); err != nil {
+		_ = s.limits.close()
+		_ = s.state.Close()
+		return nil, fmt.Errorf("loading the CSRF key: %w", err)
+	}
+	snap, err := s.compile(o.Config)
 	if err != nil {
-		snap.close()
+		_ = s.limits.close()
+		_ = s.state.Close()
 		return nil, err
 	}
 	if err := s.openAccounts(o.Config); err != nil {

@@ -15,6 +15,8 @@ import (
 	"github.com/moatgw/moat/internal/clientcert"
 	"github.com/moatgw/moat/internal/clientip"
 	"github.com/moatgw/moat/internal/config"
+	"github.com/moatgw/moat/internal/cors"
+	"github.com/moatgw/moat/internal/csrf"
 	"github.com/moatgw/moat/internal/headers"
 	"github.com/moatgw/moat/internal/hygiene"
 	"github.com/moatgw/moat/internal/openapi"
@@ -48,6 +50,10 @@ const (
 type compiledRoute struct {
 	name     string
 	hygiene  *hygiene.Checker // nil for Moat's own routes: the snapshot's
+	csrf     *csrf.Protection // nil when off
+	csrfForm bool             // insert the token into HTML forms
+	csrfJar  bool             // hand the token out in a readable cookie
+	cors     *cors.Policy     // nil when the route has no CORS policy
 	policy   policy
 	roles    []string             // with policyAuthenticated: any of these, or any user when empty
 	methods  methodSet            // with policyAuthenticated: how callers may authenticate
@@ -172,6 +178,22 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 	if cr.hygiene, err = hygiene.Compile(rc.Hygiene()); err != nil {
 		return nil, err
 	}
+	if rc.CORS != nil {
+		if cr.cors, err = cors.New(rc.CORSConfig()); err != nil {
+			return nil, fmt.Errorf("cors: %w", err)
+		}
+	}
+	if !rc.CSRF.Disabled {
+		cc := csrf.Config{TrustedOrigins: rc.CSRF.TrustedOrigins}
+		if cr.cors != nil {
+			// Origins the route lets send credentials may also post.
+			cc.TrustOrigin = cr.cors.Credentialed
+		}
+		if cr.csrf, err = csrf.New(s.csrfKey, cc); err != nil {
+			return nil, fmt.Errorf("csrf: %w", err)
+		}
+		cr.csrfForm, cr.csrfJar = rc.CSRF.InjectForms, rc.CSRF.TokenCookie
+	}
 	if cr.pre, cr.post, err = s.compileLimits(rc.RateLimits); err != nil {
 		return nil, err
 	}
@@ -253,6 +275,11 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 	cr.proxy, cr.handler = p, p
 	if v != nil {
 		cr.handler = validated{s: s, v: v, next: p}
+	}
+	if cr.cors != nil {
+		// Sets the CORS headers of every answer the route passes on, in
+		// place of the upstream's. Preflights are answered before this.
+		cr.handler = cr.cors.Handler(cr.handler)
 	}
 	return cr, nil
 }

@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 
+	"github.com/moatgw/moat/internal/cors"
+	"github.com/moatgw/moat/internal/csrf"
 	"github.com/moatgw/moat/internal/openapi"
 )
 
@@ -48,6 +50,33 @@ func (v *validator) openAPI(p string, r Route, oa *OpenAPI) {
 	if _, err := openapi.Load(oa.Spec, r.OpenAPIOptions(func(openapi.Report) {})); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			v.add(p+".spec", "%s", line)
+		}
+	}
+}
+
+// CORSConfig returns the route's CORS policy in the form the gateway
+// compiles it.
+func (r *Route) CORSConfig() cors.Config {
+	c := r.CORS
+	return cors.Config{
+		AllowedOrigins: c.AllowedOrigins, AllowedMethods: c.AllowedMethods, AllowedHeaders: c.AllowedHeaders,
+		ExposedHeaders: c.ExposedHeaders, AllowCredentials: c.AllowCredentials, MaxAge: c.MaxAge.D(),
+	}
+}
+
+// crossOrigin checks a route's csrf and cors sections by compiling them.
+func (v *validator) crossOrigin(p string, r Route) {
+	if _, err := csrf.New(make([]byte, csrf.KeySize), csrf.Config{TrustedOrigins: r.CSRF.TrustedOrigins}); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			v.add(p+".csrf", "%s", line)
+		}
+	}
+	if r.CORS == nil {
+		return
+	}
+	if _, err := cors.New(r.CORSConfig()); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			v.add(p+".cors", "%s", line)
 		}
 	}
 }
