@@ -81,6 +81,11 @@ By default everything listens on loopback only. Stop it with Ctrl-C.`, stdio)
 			return ExitFailure
 		}
 	}
+	// The backend's OpenAPI document, which the api route's requests must follow.
+	if err := os.WriteFile(filepath.Join(abs, "openapi.json"), backend.OpenAPIDocument(), 0o600); err != nil {
+		fmt.Fprintf(stdio.Err, "moat demo: writing the OpenAPI document: %v\n", err)
+		return ExitFailure
+	}
 	yml := demoConfig(abs, *httpsAddr, *httpAddr, *adminAddr, "http://"+ln.Addr().String())
 	path := filepath.Join(abs, "moat.yaml")
 	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
@@ -147,10 +152,28 @@ routes:
     policy: deny
   # Signed-in users only: browsers go to the login page, API clients get 401.
   # The application learns who it is from X-Moat-User and X-Moat-Roles.
+  # Forms posted to it from another site are refused (CSRF); its pages' POST
+  # forms get a token for browsers that send no Origin.
   - name: me
     path: /me
     policy: authenticated
     upstreams: [%[2]q]
+    csrf: {inject_forms: true, token_cookie: true}
+  # The JSON API: requests must follow its OpenAPI document (an allowlist of
+  # operations, parameters and bodies), with JSON bodies of 64 KiB at most, and
+  # responses that depart from the document are reported as events. Pages of
+  # other origins listed here may call it from scripts (CORS).
+  - name: api
+    path: /api
+    policy: public
+    upstreams: [%[2]q]
+    max_request_body: 64KiB
+    request: {content_types: [application/json], max_json_depth: 8}
+    openapi: {spec: %[3]s/openapi.json, responses: report}
+    cors:
+      allowed_origins: ["https://app.example.com"]
+      allowed_methods: [GET, POST, DELETE]
+      allowed_headers: [Content-Type]
   # A signed-in user or a program with an API key (moat apikey create). The
   # application checks the signed X-Moat-Assertion against Moat's keys.
   - name: whoami
@@ -282,10 +305,14 @@ Try:
   %s -i %s/me
       a route that needs a login: 401 problem+json for an API client;
       a browser is sent to the login page and comes back after signing in
+  %s -i %s/api/items -H 'Content-Type: application/json' -d '{"name":"x","price":-1,"admin":true}'
+      the API's OpenAPI document is an allowlist: 400 listing each violation
+  %s -i -X OPTIONS %s/api/items -H 'Origin: https://evil.example' -H 'Access-Control-Request-Method: POST'
+      a CORS preflight from an origin the route does not allow: 403
   %s -H 'Authorization: Bearer %s' %s/whoami
       a program with an API key; the application checks Moat's signed assertion
       (keys at %s%s); call it 6 times in a minute: 429 with Retry-After and RateLimit headers
-`, gw, srv.Addr("admin"), ca, curl, gw, curl, gw, curl, gw, curl, gw, gw, curl, gw, curl, apiKey, gw, gw, assertion.JWKSPath)
+`, gw, srv.Addr("admin"), ca, curl, gw, curl, gw, curl, gw, curl, gw, gw, curl, gw, curl, gw, curl, gw, curl, apiKey, gw, gw, assertion.JWKSPath)
 	if a := srv.Addr("http"); a != nil {
 		fmt.Fprintf(&b, "  curl -i http://%s/\n      plain HTTP is redirected to HTTPS with 308\n", a)
 	}

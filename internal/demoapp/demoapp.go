@@ -54,6 +54,10 @@ type App struct {
 	verifier atomic.Pointer[assertion.Verifier] // checks X-Moat-Assertion on /whoami
 }
 
+// OpenAPIDocument returns the OpenAPI 3.0 document of the backend's JSON
+// API, as it serves it at /api/openapi.json.
+func (a *App) OpenAPIDocument() []byte { return a.openAPIDoc }
+
 // VerifyAssertionsWith makes /whoami check the X-Moat-Assertion header
 // with v, as a backend behind Moat would. It is safe to call while the app
 // serves.

@@ -391,6 +391,8 @@ func TestDemo(t *testing.T) {
 	}{
 		{"/", 200, "Moat demo", ""},
 		{"/api/items", 200, "items", ""},
+		{"/api/items?debug=1", 400, "is not a documented parameter", ""},
+		{"/api/nothing-here", 404, "", ""},
 		{"/admin/", 403, "", "Demo admin area"},
 		{"/boom", 500, "request_id", "goroutine"},
 	}
