@@ -198,6 +198,8 @@ type Route struct {
 	Request RequestLimits `yaml:"request,omitempty" json:"request,omitempty"`
 	// An OpenAPI document the route's requests must follow: an allowlist of operations, parameters and bodies.
 	OpenAPI *OpenAPI `yaml:"openapi,omitempty" json:"openapi,omitempty"`
+	// A web application firewall: the OWASP Core Rule Set inspects the route's requests (line, headers, body). Off unless this section is present.
+	WAF *WAF `yaml:"waf,omitempty" json:"waf,omitempty"`
 	// Cross-site request forgery protection of requests signed in with the session cookie (and client certificates). On by default.
 	CSRF CSRF `yaml:"csrf,omitempty" json:"csrf,omitempty"`
 	// Cross-origin resource sharing: Moat answers preflights and sets the Access-Control-* headers itself. Off unless allowed_origins is set.
@@ -259,6 +261,27 @@ func (r *Route) Hygiene() hygiene.Limits {
 		}
 	}
 	return l
+}
+
+// WAF configures the web application firewall of a route: Coraza with the
+// OWASP Core Rule Set v4, embedded.
+type WAF struct {
+	// block (refuse with 403 when the anomaly score reaches the threshold; the default), detect (record what would be blocked, refuse nothing) or off.
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// CRS paranoia level, 1 (the default: few false positives) to 4 (most rules, most false positives).
+	ParanoiaLevel int `yaml:"paranoia_level,omitempty" json:"paranoia_level,omitempty"`
+	// Inbound anomaly score at which a request is blocked. Default 5 (one critical rule).
+	InboundThreshold int `yaml:"inbound_threshold,omitempty" json:"inbound_threshold,omitempty"`
+	// Rules to exclude, for false positives: ids ("942100") or id ranges ("942100-942199"). Each must name a rule of the set.
+	RemoveRules []string `yaml:"remove_rules,omitempty" json:"remove_rules,omitempty"`
+	// Rules to exclude by tag ("attack-sqli", "paranoia-level/2"). Each must be carried by a rule of the set.
+	RemoveTags []string `yaml:"remove_tags,omitempty" json:"remove_tags,omitempty"`
+	// Largest body inspected. Default 1MiB, at most 64MiB.
+	BodyLimit ByteSize `yaml:"body_limit,omitempty" json:"body_limit,omitempty"`
+	// A body over body_limit: reject (413; the default) or partial (inspect the first body_limit bytes, pass the rest uninspected).
+	BodyLimitAction string `yaml:"body_limit_action,omitempty" json:"body_limit_action,omitempty"`
+	// CRS setup variables (crs-setup.conf tx.NAME), e.g. allowed_methods: "GET HEAD POST OPTIONS PUT DELETE" or allowed_request_content_type for upload types.
+	Variables map[string]string `yaml:"variables,omitempty" json:"variables,omitempty"`
 }
 
 // CSRF configures cross-site request forgery protection. Unsafe requests

@@ -105,6 +105,10 @@ func (c *Config) ApplyDefaults() {
 		if (r.Policy == PolicyAuthenticated || r.Policy == PolicyPublic && len(r.Allow)+len(r.Deny) > 0) && len(r.Accept) == 0 {
 			r.Accept = []string{MethodSession}
 		}
+		if w := r.WAF; w != nil {
+			str(&w.Mode, "block")
+			str(&w.BodyLimitAction, "reject")
+		}
 		if oa := r.OpenAPI; oa != nil {
 			str(&oa.Responses, ResponsesOff)
 			num(c, &oa.MaxBody, p+"openapi.max_body", ByteSize(1<<20))

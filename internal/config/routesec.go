@@ -6,6 +6,7 @@ import (
 	"github.com/moatgw/moat/internal/cors"
 	"github.com/moatgw/moat/internal/csrf"
 	"github.com/moatgw/moat/internal/openapi"
+	"github.com/moatgw/moat/internal/waf"
 )
 
 // Values of openapi.responses.
@@ -79,4 +80,42 @@ func (v *validator) crossOrigin(p string, r Route) {
 			v.add(p+".cors", "%s", line)
 		}
 	}
+}
+
+// WAFConfig returns the route's WAF settings in the form the gateway
+// builds them.
+func (r *Route) WAFConfig() waf.Config {
+	w := r.WAF
+	c := waf.Config{
+		Mode: waf.Mode(w.Mode), ParanoiaLevel: w.ParanoiaLevel, InboundThreshold: w.InboundThreshold,
+		RemoveRules: w.RemoveRules, RemoveTags: w.RemoveTags, Variables: w.Variables,
+		BodyLimit: int64(w.BodyLimit), BodyLimitAction: waf.BodyLimitAction(w.BodyLimitAction),
+	}
+	return c
+}
+
+// checkWAF checks a route's waf section by building it, so that a rule id
+// or tag that names nothing is found by moat config check.
+func (v *validator) checkWAF(p string, r Route) {
+	if r.WAF == nil {
+		return
+	}
+	cfg := r.WAFConfig()
+	if err := cfg.WithDefaults().Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			v.add(p+".waf", "%s", line)
+		}
+		return
+	}
+	if cfg.Mode == waf.Off {
+		return
+	}
+	w, err := waf.New(cfg)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			v.add(p+".waf", "%s", line)
+		}
+		return
+	}
+	_ = w.Close()
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/moatgw/moat/internal/proxy"
 	"github.com/moatgw/moat/internal/route"
 	"github.com/moatgw/moat/internal/shed"
+	"github.com/moatgw/moat/internal/waf"
 )
 
 // ownCSP is the Content-Security-Policy of responses Moat writes itself.
@@ -54,6 +55,7 @@ type compiledRoute struct {
 	csrfForm bool             // insert the token into HTML forms
 	csrfJar  bool             // hand the token out in a readable cookie
 	cors     *cors.Policy     // nil when the route has no CORS policy
+	waf      *waf.WAF         // nil when the route has none, or it is off
 	policy   policy
 	roles    []string             // with policyAuthenticated: any of these, or any user when empty
 	methods  methodSet            // with policyAuthenticated: how callers may authenticate
@@ -273,6 +275,15 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 		return nil, err
 	}
 	cr.proxy, cr.handler = p, p
+	if rc.WAF != nil && rc.WAF.Mode != string(waf.Off) {
+		if cr.waf, err = waf.New(rc.WAFConfig(), waf.WithRecorder(s.events), waf.WithLogger(s.logger.With("route", rc.Name))); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("waf: %w", err)
+		}
+		// After the OpenAPI allowlist, which refuses what is not
+		// documented more cheaply, and before the upstream.
+		cr.handler = cr.waf.Handler(cr.handler)
+	}
 	if v != nil {
 		cr.handler = validated{s: s, v: v, next: p}
 	}
@@ -298,6 +309,9 @@ func (snap *snapshot) close() {
 	for _, r := range snap.list {
 		if r.proxy != nil {
 			r.proxy.Close()
+		}
+		if r.waf != nil {
+			_ = r.waf.Close()
 		}
 	}
 }
