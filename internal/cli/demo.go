@@ -170,6 +170,7 @@ routes:
     max_request_body: 64KiB
     request: {content_types: [application/json], max_json_depth: 8}
     openapi: {spec: %[3]s/openapi.json, responses: report}
+    waf: {mode: block}   # the OWASP Core Rule Set, after the allowlist
     cors:
       allowed_origins: ["https://app.example.com"]
       allowed_methods: [GET, POST, DELETE]
@@ -193,11 +194,13 @@ routes:
     allow:
       - name: recent-second-factor
         mfa_max_age: 5m
-  # The demo application: public, with upstream 5xx bodies masked and banners removed.
+  # The demo application: public, with upstream 5xx bodies masked and banners removed,
+  # and a web application firewall (OWASP Core Rule Set) in front of it.
   - name: app
     path: /
     policy: public
     upstreams: [%[2]q]
+    waf: {mode: block}
     max_request_body: 1MiB
     timeout: 10s
 `, adminAddr, upstream, dataDir, demoPublicURL(httpsAddr))
@@ -307,12 +310,14 @@ Try:
       a browser is sent to the login page and comes back after signing in
   %s -i %s/api/items -H 'Content-Type: application/json' -d '{"name":"x","price":-1,"admin":true}'
       the API's OpenAPI document is an allowlist: 400 listing each violation
+  %s -i '%s/search?q=%%3Cscript%%3Ealert(1)%%3C/script%%3E'
+      the web application firewall (OWASP CRS) blocks a script injection: 403
   %s -i -X OPTIONS %s/api/items -H 'Origin: https://evil.example' -H 'Access-Control-Request-Method: POST'
       a CORS preflight from an origin the route does not allow: 403
   %s -H 'Authorization: Bearer %s' %s/whoami
       a program with an API key; the application checks Moat's signed assertion
       (keys at %s%s); call it 6 times in a minute: 429 with Retry-After and RateLimit headers
-`, gw, srv.Addr("admin"), ca, curl, gw, curl, gw, curl, gw, curl, gw, gw, curl, gw, curl, gw, curl, gw, curl, apiKey, gw, gw, assertion.JWKSPath)
+`, gw, srv.Addr("admin"), ca, curl, gw, curl, gw, curl, gw, curl, gw, gw, curl, gw, curl, gw, curl, gw, curl, gw, curl, apiKey, gw, gw, assertion.JWKSPath)
 	if a := srv.Addr("http"); a != nil {
 		fmt.Fprintf(&b, "  curl -i http://%s/\n      plain HTTP is redirected to HTTPS with 308\n", a)
 	}

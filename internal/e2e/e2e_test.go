@@ -393,6 +393,7 @@ func TestDemo(t *testing.T) {
 		{"/api/items", 200, "items", ""},
 		{"/api/items?debug=1", 400, "is not a documented parameter", ""},
 		{"/api/nothing-here", 404, "", ""},
+		{"/search?q=%3Cscript%3Ealert(1)%3C/script%3E", 403, "request_id", ""},
 		{"/admin/", 403, "", "Demo admin area"},
 		{"/boom", 500, "request_id", "goroutine"},
 	}
