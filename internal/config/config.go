@@ -202,6 +202,8 @@ type Route struct {
 	WAF *WAF `yaml:"waf,omitempty" json:"waf,omitempty"`
 	// Cross-site request forgery protection of requests signed in with the session cookie (and client certificates). On by default.
 	CSRF CSRF `yaml:"csrf,omitempty" json:"csrf,omitempty"`
+	// Attributes Moat adds to the cookies the upstream sets, where it left them out.
+	Cookies UpstreamCookies `yaml:"cookies,omitempty" json:"cookies,omitempty"`
 	// Cross-origin resource sharing: Moat answers preflights and sets the Access-Control-* headers itself. Off unless allowed_origins is set.
 	CORS *CORS `yaml:"cors,omitempty" json:"cors,omitempty"`
 	// Largest upstream response body passed on; larger is cut off. 0 (the default) means no limit.
@@ -298,6 +300,17 @@ type CSRF struct {
 	InjectForms bool `yaml:"inject_forms,omitempty" json:"inject_forms,omitempty"`
 	// Hand the token to single-page applications in the readable cookie __Host-moat_csrf_token, to send back in the X-Moat-CSRF-Token header. Default false.
 	TokenCookie bool `yaml:"token_cookie,omitempty" json:"token_cookie,omitempty"`
+}
+
+// UpstreamCookies hardens the Set-Cookie fields of a route's responses.
+// An attribute the upstream set itself is kept.
+type UpstreamCookies struct {
+	// Add Secure: the cookie never travels over plain HTTP.
+	Secure bool `yaml:"secure,omitempty" json:"secure,omitempty"`
+	// Add HttpOnly: page scripts cannot read the cookie (leave it off for cookies the application's scripts read).
+	HTTPOnly bool `yaml:"http_only,omitempty" json:"http_only,omitempty"`
+	// Add SameSite: lax, strict or none (none needs secure).
+	SameSite string `yaml:"same_site,omitempty" json:"same_site,omitempty"`
 }
 
 // CORS configures cross-origin resource sharing for a route.

@@ -119,3 +119,14 @@ func (v *validator) checkWAF(p string, r Route) {
 	}
 	_ = w.Close()
 }
+
+func (v *validator) cookies(p string, r Route) {
+	c := r.Cookies
+	if c.SameSite == "" {
+		return
+	}
+	v.check(p+".cookies.same_site", oneOf("same_site", c.SameSite, "lax", "strict", "none"))
+	if c.SameSite == "none" && !c.Secure {
+		v.add(p+".cookies.same_site", "none needs secure: true (browsers refuse SameSite=None cookies without Secure)")
+	}
+}

@@ -406,6 +406,7 @@ func (v *validator) route(p string, r Route) {
 	}
 	v.crossOrigin(p, r)
 	v.checkWAF(p, r)
+	v.cookies(p, r)
 	nonNegative(v, p+".max_response_body", r.MaxResponseBody)
 	nonNegative(v, p+".timeout", r.Timeout)
 	v.headers(p+".headers", r.Headers)

@@ -68,6 +68,9 @@ type Options struct {
 	// back, and must not change anything else. It must be safe for
 	// concurrent use.
 	Inspect func(resp *http.Response)
+	// Cookies are attributes added to the upstream's Set-Cookie fields
+	// where it left them out.
+	Cookies CookieFlags
 	Logger  *slog.Logger   // scoped by the caller (Moat's server adds the route); nil discards
 	Events  event.Recorder // receives upstream and size-limit events; nil discards
 }
@@ -93,6 +96,7 @@ type Proxy struct {
 	reservedNames []string
 	decorate      func(*http.Request, http.Header)
 	inspect       func(*http.Response)
+	cookies       CookieFlags
 	transport     *http.Transport
 	log           *slog.Logger
 	events        event.Recorder
@@ -166,6 +170,7 @@ func New(o Options) (*Proxy, error) {
 		tunnelIdle:  o.TunnelIdleTimeout,
 		decorate:    o.Decorate,
 		inspect:     o.Inspect,
+		cookies:     o.Cookies,
 		log:         o.Logger,
 		events:      o.Events,
 		now:         time.Now,
@@ -360,6 +365,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *request.In
 
 	h := w.Header()
 	copyResponseHeader(h, resp.Header)
+	hardenCookies(h, p.cookies)
 	setRequestID(h, info, &o.vals)
 	if len(resp.Trailer) > 0 {
 		announceTrailers(h, resp.Header["Connection"], resp.Trailer)

@@ -193,3 +193,33 @@ func TestCORSThroughGateway(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamCookiesHardened: a route's cookies section adds the
+// attributes an upstream's cookies lack, and keeps those it set.
+func TestUpstreamCookiesHardened(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Set-Cookie", "sid=abc; Path=/")
+		w.Header().Add("Set-Cookie", "theme=dark; SameSite=Strict")
+	}))
+	t.Cleanup(up.Close)
+	routes := fmt.Sprintf(`  - name: hardened
+    path: /h
+    policy: public
+    upstreams: [%[1]q]
+    cookies: {secure: true, http_only: true, same_site: lax}
+  - name: plain
+    path: /
+    policy: public
+    upstreams: [%[1]q]
+`, up.URL)
+	g := startGateway(t, testConfig(t.TempDir(), "", routes))
+	resp, _ := g.do(t, "GET", "/h/x", nil)
+	want := []string{"sid=abc; Path=/; Secure; HttpOnly; SameSite=Lax", "theme=dark; SameSite=Strict; Secure; HttpOnly"}
+	if got := resp.Header.Values("Set-Cookie"); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("hardened route: Set-Cookie %q, want %q", got, want)
+	}
+	resp, _ = g.do(t, "GET", "/x", nil)
+	if got := resp.Header.Values("Set-Cookie"); got[0] != "sid=abc; Path=/" {
+		t.Errorf("route without a cookies section changed %q", got)
+	}
+}

@@ -252,6 +252,7 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 		MaskErrors:      rc.MasksErrors(),
 		ReservedHeaders: cfg.ReservedHeaders,
 		Decorate:        identityHeaders,
+		Cookies:         cookieFlags(rc.Cookies),
 		Logger:          s.logger.With("route", rc.Name),
 		Events:          s.events,
 	}
@@ -367,4 +368,13 @@ func redirectHosts(cfg *config.Config, routes *route.Table[*compiledRoute]) host
 		}
 	}
 	return hs
+}
+
+// cookieFlags turns a route's cookies section into the proxy's flags.
+func cookieFlags(c config.UpstreamCookies) proxy.CookieFlags {
+	f := proxy.CookieFlags{Secure: c.Secure, HTTPOnly: c.HTTPOnly}
+	if c.SameSite != "" {
+		f.SameSite = strings.ToUpper(c.SameSite[:1]) + c.SameSite[1:] // Lax, Strict, None
+	}
+	return f
 }
