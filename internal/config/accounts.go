@@ -67,6 +67,9 @@ func (v *validator) accounts(a Accounts) {
 	v.check(p+"lockout.failure_mode", oneOf("failure mode", lo.FailureMode, FailOpen, FailClosed))
 
 	se := a.Sessions
+	if se.SameSite != "" {
+		v.check(p+"sessions.same_site", oneOf("same_site", se.SameSite, "lax", "strict"))
+	}
 	v.positive(p+"sessions.idle_timeout", se.IdleTimeout)
 	v.positive(p+"sessions.absolute_timeout", se.AbsoluteTimeout)
 	if se.IdleTimeout > se.AbsoluteTimeout {

@@ -3,7 +3,12 @@
 // every problem at once, and secret references.
 package config
 
-import "github.com/moatgw/moat/internal/hygiene"
+import (
+	"net/http"
+
+	"github.com/moatgw/moat/internal/hygiene"
+	"github.com/moatgw/moat/internal/session"
+)
 
 // Config is the whole of moat.yaml. Field comments are the reference text
 // that the JSON Schema and docs/configuration.md are generated from.
@@ -462,6 +467,16 @@ type Sessions struct {
 	AbsoluteTimeout Duration `yaml:"absolute_timeout,omitempty" json:"absolute_timeout,omitempty"`
 	// Redis URL (redis:// or rediss://) to keep sessions in, shared by every instance, with revocations reaching all of them at once; a secret reference when it holds a password. Empty: sessions live in the database.
 	RedisURL string `yaml:"redis_url,omitempty" json:"redis_url,omitempty"`
+	// SameSite of the session cookie: lax (the default: a link from another site arrives signed in) or strict (it arrives without the session; stronger against cross-site requests, at that cost).
+	SameSite string `yaml:"same_site,omitempty" json:"same_site,omitempty"`
+}
+
+// SessionCookies returns how the session cookie is written.
+func (s Sessions) SessionCookies() session.Cookies {
+	if s.SameSite == "strict" {
+		return session.Cookies{SameSite: http.SameSiteStrictMode}
+	}
+	return session.Cookies{SameSite: http.SameSiteLaxMode}
 }
 
 // Passkeys configures WebAuthn.

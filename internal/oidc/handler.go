@@ -302,7 +302,7 @@ func (rp *RP) login(w http.ResponseWriter, r *http.Request, p *provider, id acco
 			rp.log.Warn("ending the session a sign-in replaces", "request_id", requestID(r), "err", err)
 		}
 	}
-	session.SetCookie(w, res.Token, res.Session)
+	rp.o.Cookies.Set(w, res.Token, res.Session)
 	returnTo = portal.SafeReturn(returnTo)
 	to := returnTo
 	switch res.Outcome {

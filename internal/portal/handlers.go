@@ -52,6 +52,8 @@ var loginNotices = map[string]string{
 
 // HandlerOptions configure a Handler.
 type HandlerOptions struct {
+	// Cookies writes the session cookie; the zero value uses SameSite=Lax.
+	Cookies session.Cookies
 	Accounts *accounts.Service
 	// Sessions is the manager Accounts uses; the handler reads the expiry
 	// of a session Accounts replaced, to give its cookie the right
@@ -213,7 +215,7 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			h.log.Warn("ending the previous session at login", "request_id", requestID(r), "err", err)
 		}
 	}
-	session.SetCookie(w, res.Token, res.Session)
+	h.o.Cookies.Set(w, res.Token, res.Session)
 	switch res.Outcome {
 	case accounts.NeedSecondFactor:
 		redirect(w, withReturn(PathLoginTOTP, rt))
@@ -296,7 +298,7 @@ func (h *Handler) secondFactorSubmit(recovery bool) http.HandlerFunc {
 			h.internal(w, r, "verifying a second factor", err)
 			return
 		}
-		session.SetCookie(w, res.Token, res.Session)
+		h.o.Cookies.Set(w, res.Token, res.Session)
 		redirect(w, rt)
 	}
 }
@@ -599,7 +601,7 @@ func (h *Handler) setCookie(w http.ResponseWriter, r *http.Request, tok string) 
 		h.internal(w, r, "reading a new session", err)
 		return false
 	}
-	session.SetCookie(w, tok, s)
+	h.o.Cookies.Set(w, tok, s)
 	return true
 }
 

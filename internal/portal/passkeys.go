@@ -129,7 +129,7 @@ func (h *Handler) passkeyLoginFinish(w http.ResponseWriter, r *http.Request) {
 			h.log.Warn("ending the previous session at login", "request_id", requestID(r), "err", err)
 		}
 	}
-	session.SetCookie(w, res.Token, res.Session)
+	h.o.Cookies.Set(w, res.Token, res.Session)
 	writeJSON(w, http.StatusOK, PasskeyReply{Redirect: SafeReturn(fin.ReturnTo)})
 }
 
@@ -170,7 +170,7 @@ func (h *Handler) passkeyVerifyFinish(w http.ResponseWriter, r *http.Request) {
 		h.passkeyError(w, r, "finishing a passkey check", err)
 		return
 	}
-	session.SetCookie(w, res.Token, res.Session)
+	h.o.Cookies.Set(w, res.Token, res.Session)
 	writeJSON(w, http.StatusOK, PasskeyReply{Redirect: SafeReturn(fin.ReturnTo)})
 }
 
@@ -229,7 +229,7 @@ func (h *Handler) passkeyRegisterFinish(w http.ResponseWriter, r *http.Request) 
 			h.passkeyError(w, r, "reading a new session", err)
 			return
 		}
-		session.SetCookie(w, newTok, s)
+		h.o.Cookies.Set(w, newTok, s)
 		tok = newTok
 	}
 	switch {

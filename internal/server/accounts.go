@@ -213,6 +213,7 @@ func (s *Server) portalHandler(ctx context.Context, cfg *config.Config) (http.Ha
 		return nil, err
 	}
 	h, err := portal.NewHandler(portal.HandlerOptions{
+		Cookies:           cfg.Accounts.Sessions.SessionCookies(),
 		Providers:         providers,
 		Accounts:          s.accounts.Service,
 		Sessions:          s.accounts.Sessions,
@@ -259,6 +260,7 @@ func (s *Server) oidcRP(ctx context.Context, cfg *config.Config, pages *portal.P
 		})
 	}
 	rp, err := oidc.New(oidc.Options{
+		Cookies:   cfg.Accounts.Sessions.SessionCookies(),
 		Providers: ps,
 		PublicURL: cfg.Accounts.PublicURL,
 		Accounts:  s.accounts.Service,

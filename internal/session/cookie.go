@@ -18,14 +18,31 @@ const CookieName = "__Host-moat_session"
 // send at most a few KiB of cookies per site.
 const maxCookieBytes = 32 << 10
 
-// SetCookie sends the session cookie: Secure, HttpOnly, SameSite=Lax,
+// Cookies writes the session cookie with the site's SameSite mode. The
+// zero value uses SameSite=Lax.
+type Cookies struct {
+	// SameSite is http.SameSiteLaxMode (the default) or
+	// http.SameSiteStrictMode: with Strict, a browser arriving from a link
+	// on another site comes without its session, and signs in again or
+	// reloads.
+	SameSite http.SameSite
+}
+
+func (c Cookies) sameSite() http.SameSite {
+	if c.SameSite == http.SameSiteStrictMode {
+		return http.SameSiteStrictMode
+	}
+	return http.SameSiteLaxMode
+}
+
+// Set sends the session cookie: Secure, HttpOnly, SameSite as configured,
 // Path=/, no Domain, and a Max-Age that ends no later than the session's
 // absolute expiry. A session already past its expiry clears the cookie
 // instead.
-func SetCookie(w http.ResponseWriter, token string, s *store.Session) {
+func (c Cookies) Set(w http.ResponseWriter, token string, s *store.Session) {
 	age := int(time.Until(s.ExpiresAt) / time.Second)
 	if age <= 0 || !wellFormed(token) {
-		ClearCookie(w)
+		c.Clear(w)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -35,9 +52,15 @@ func SetCookie(w http.ResponseWriter, token string, s *store.Session) {
 		MaxAge:   age,
 		Secure:   true,
 		HttpOnly: true,
-		SameSite: http.SameSiteLaxMode,
+		SameSite: c.sameSite(),
 	})
 }
+
+// SetCookie is Cookies{}.Set: the session cookie with SameSite=Lax.
+func SetCookie(w http.ResponseWriter, token string, s *store.Session) { Cookies{}.Set(w, token, s) }
+
+// Clear tells the browser to drop the session cookie.
+func (c Cookies) Clear(w http.ResponseWriter) { ClearCookie(w) }
 
 // ClearCookie tells the browser to drop the session cookie (Max-Age=0,
 // with the attributes the __Host- prefix requires so the browser accepts

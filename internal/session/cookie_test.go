@@ -276,3 +276,22 @@ func FuzzParseToken(f *testing.F) {
 		}
 	})
 }
+
+func TestCookiesStrict(t *testing.T) {
+	tok := strings.Repeat("A", 43)
+	for _, tc := range []struct {
+		c    Cookies
+		want http.SameSite
+	}{
+		{Cookies{}, http.SameSiteLaxMode},
+		{Cookies{SameSite: http.SameSiteStrictMode}, http.SameSiteStrictMode},
+		{Cookies{SameSite: http.SameSiteNoneMode}, http.SameSiteLaxMode}, // never None
+	} {
+		rec := httptest.NewRecorder()
+		tc.c.Set(rec, tok, &store.Session{ExpiresAt: time.Now().Add(time.Hour)})
+		c, raw := setCookieOf(t, rec)
+		if c.SameSite != tc.want || !c.Secure || !c.HttpOnly {
+			t.Errorf("%+v wrote %q, want SameSite %v, Secure, HttpOnly", tc.c, raw, tc.want)
+		}
+	}
+}
