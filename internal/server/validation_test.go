@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moatgw/moat/internal/config"
 )
 
 // TestOpenAPIAllowlist: a route with an OpenAPI document lets documented,
@@ -193,5 +195,37 @@ func TestWAFThroughGateway(t *testing.T) {
 	}
 	if !blocked || !detected {
 		t.Errorf("events: waf.blocked with a 942xxx rule %v, waf.detected %v", blocked, detected)
+	}
+}
+
+// TestWAFReload: a reload that switches a route's WAF from detect to block
+// takes effect for the next request, and a reload whose WAF names a rule
+// that does not exist is refused, leaving the running one in place.
+func TestWAFReload(t *testing.T) {
+	up := echoUpstream(t)
+	dir := t.TempDir()
+	routes := func(mode, extra string) string {
+		return fmt.Sprintf("  - {name: app, path: /, policy: public, upstreams: [%q], waf: {mode: %s%s}}\n", up.URL, mode, extra)
+	}
+	g := startGateway(t, testConfig(dir, "", routes("detect", "")))
+	const sqli = "/items?id=1%27%20OR%20%271%27%3D%271%27--"
+	if resp, _ := g.do(t, "GET", sqli, nil); resp.StatusCode != 200 {
+		t.Fatalf("detect mode: %d", resp.StatusCode)
+	}
+	parse := func(yml string) *config.Config {
+		cfg, err := config.Parse("reload.yaml", []byte(yml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if _, err := config.Parse("bad.yaml", []byte(testConfig(dir, "", routes("block", `, remove_rules: ["999999"]`)))); err == nil || !strings.Contains(err.Error(), "999999") {
+		t.Fatalf("a WAF excluding a rule that does not exist: %v, want an error naming it", err)
+	}
+	if err := g.srv.Reload(parse(testConfig(dir, "", routes("block", "")))); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := g.do(t, "GET", sqli, nil); resp.StatusCode != 403 {
+		t.Fatalf("after the reload to block mode: %d, want 403", resp.StatusCode)
 	}
 }
