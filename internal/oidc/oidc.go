@@ -93,7 +93,7 @@ type Provider struct {
 // Options configure an RP.
 type Options struct {
 	// Cookies writes the session cookie; the zero value uses SameSite=Lax.
-	Cookies session.Cookies
+	Cookies   session.Cookies
 	Providers []Provider
 	PublicURL string            // https://host[:port]; the redirect URI is PublicURL + CallbackPath
 	Accounts  *accounts.Service // signs the user in; required

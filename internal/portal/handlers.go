@@ -53,7 +53,7 @@ var loginNotices = map[string]string{
 // HandlerOptions configure a Handler.
 type HandlerOptions struct {
 	// Cookies writes the session cookie; the zero value uses SameSite=Lax.
-	Cookies session.Cookies
+	Cookies  session.Cookies
 	Accounts *accounts.Service
 	// Sessions is the manager Accounts uses; the handler reads the expiry
 	// of a session Accounts replaced, to give its cookie the right
