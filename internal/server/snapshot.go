@@ -286,7 +286,7 @@ func (s *Server) compileRoute(cfg *config.Config, rc *config.Route, hsts *config
 		cr.handler = cr.waf.Handler(cr.handler)
 	}
 	if v != nil {
-		cr.handler = validated{s: s, v: v, next: p}
+		cr.handler = validated{s: s, v: v, next: cr.handler}
 	}
 	if cr.cors != nil {
 		// Sets the CORS headers of every answer the route passes on, in
