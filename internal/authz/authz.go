@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/moatgw/moat/internal/authn"
 )
 
@@ -339,7 +341,7 @@ func compileRule(kind string, i int, r *Rule, env *celEnv, errs *[]error) rule {
 	c.scopes = checkNames("scopes", r.Scopes)
 	c.amr = checkNames("auth_methods", r.AuthMethods)
 	for _, m := range r.Methods {
-		if !isToken(m) {
+		if !httpguts.ValidHeaderFieldName(m) {
 			fail("methods: %q is not an HTTP method", m)
 		}
 		c.methods = append(c.methods, strings.ToUpper(m))
@@ -406,21 +408,4 @@ func unwrapJoined(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
-}
-
-// isToken reports whether s is an RFC 9110 token, as a method must be.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -26,6 +26,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/moatgw/moat/internal/problem"
 	"github.com/moatgw/moat/internal/request"
 )
@@ -145,7 +147,7 @@ func New(cfg Config) (*Policy, error) {
 	}
 	var list []string
 	for i, m := range methods {
-		if !isToken(m) || m == "*" {
+		if !httpguts.ValidHeaderFieldName(m) || m == "*" {
 			errs = append(errs, fmt.Errorf("allowed method %d: %q is not a method name (wildcards are not supported)", i, clip(m)))
 			continue
 		}
@@ -158,7 +160,7 @@ func New(cfg Config) (*Policy, error) {
 
 	list = nil
 	for i, h := range cfg.AllowedHeaders {
-		if !isToken(h) || h == "*" {
+		if !httpguts.ValidHeaderFieldName(h) || h == "*" {
 			errs = append(errs, fmt.Errorf("allowed header %d: %q is not a header name (wildcards are not supported)", i, clip(h)))
 			continue
 		}
@@ -169,7 +171,7 @@ func New(cfg Config) (*Policy, error) {
 
 	list = nil
 	for i, h := range cfg.ExposedHeaders {
-		if !isToken(h) || h == "*" {
+		if !httpguts.ValidHeaderFieldName(h) || h == "*" {
 			errs = append(errs, fmt.Errorf("exposed header %d: %q is not a header name (wildcards are not supported)", i, clip(h)))
 			continue
 		}
@@ -435,19 +437,4 @@ func clip(s string) string {
 		return s[:max] + "..."
 	}
 	return s
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token, the syntax of
-// method and header field names.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }

@@ -64,6 +64,8 @@ import (
 	"net/http"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/moatgw/moat/internal/problem"
 	"github.com/moatgw/moat/internal/request"
 )
@@ -180,13 +182,13 @@ func New(key []byte, cfg Config) (*Protection, error) {
 		}
 		p.trusted[n] = true
 	}
-	if !isToken(p.header) {
+	if !httpguts.ValidHeaderFieldName(p.header) {
 		errs = append(errs, fmt.Errorf("header name %q is not a valid header field name", clip(p.header)))
 	}
 	if !isFieldName(p.field) {
 		errs = append(errs, fmt.Errorf("field name %q: use 1 to 64 letters, digits, '_', '-' or '.'", clip(p.field)))
 	}
-	if !strings.HasPrefix(p.cookie, "__Host-") || !isToken(p.cookie) {
+	if !strings.HasPrefix(p.cookie, "__Host-") || !httpguts.ValidHeaderFieldName(p.cookie) {
 		errs = append(errs, fmt.Errorf("cookie name %q must start with __Host- and be a valid cookie name", clip(p.cookie)))
 	}
 	switch {
@@ -368,21 +370,6 @@ func clip(s string) string {
 		return s[:max] + "..."
 	}
 	return s
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token, the syntax of
-// header field names and cookie names.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // isFieldName accepts names safe as is in an HTML attribute value and a

@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // mediaRange is a configured media type, lower case; sub is "*" for a
@@ -43,7 +45,7 @@ func splitMediaType(v string) (typ, sub string, ok bool) {
 	}
 	v = trimOWS(v)
 	typ, sub, ok = strings.Cut(v, "/")
-	if !ok || !isToken(typ) || !isToken(sub) {
+	if !ok || !httpguts.ValidHeaderFieldName(typ) || !httpguts.ValidHeaderFieldName(sub) {
 		return "", "", false
 	}
 	return typ, sub, true
@@ -57,23 +59,6 @@ func trimOWS(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // isJSON reports whether typ/sub is application/json or has the +json

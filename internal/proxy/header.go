@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/moatgw/moat/internal/request"
 )
 
@@ -353,12 +355,12 @@ func forwardedElement(node netip.Addr, scheme, host string) string {
 	} else {
 		b = append(b, "for=unknown"...)
 	}
-	if scheme != "" && isToken(scheme) {
+	if scheme != "" && httpguts.ValidHeaderFieldName(scheme) {
 		b = append(b, ";proto="...)
 		b = append(b, scheme...)
 	}
 	if host != "" {
-		if isToken(host) {
+		if httpguts.ValidHeaderFieldName(host) {
 			b = append(b, ";host="...)
 			b = append(b, host...)
 		} else if isQuotable(host) {
@@ -373,23 +375,6 @@ func forwardedElement(node netip.Addr, scheme, host string) string {
 		}
 	}
 	return string(b)
-}
-
-// isToken reports whether s is an RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // isQuotable reports whether s can be written as an RFC 9110 quoted-string

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/moatgw/moat/internal/clientip"
 	"github.com/moatgw/moat/internal/event"
 	"github.com/moatgw/moat/internal/hygiene"
@@ -199,7 +201,7 @@ func New(o Options) (*Proxy, error) {
 	}
 	for _, h := range o.ReservedHeaders {
 		cn := canonicalName(strings.TrimSpace(h))
-		if !isToken(cn) {
+		if !httpguts.ValidHeaderFieldName(cn) {
 			errs = append(errs, fmt.Errorf("reserved header %q is not a header name", h))
 			continue
 		}
