@@ -82,6 +82,9 @@ func runSQLMap(t *testing.T, sqlmap, target string, opts ...string) sqlmapResult
 // injection (so the attack works through the gateway); with the WAF
 // blocking, sqlmap finds nothing and Moat records the blocked requests.
 func TestSQLMap(t *testing.T) {
+	if raceDetector {
+		t.Skip("runs without -race, in .ci/run's attack step")
+	}
 	sqlmap := requireTool(t, "sqlmap")
 	app := startVulnapp(t)
 

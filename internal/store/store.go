@@ -131,8 +131,8 @@ type AuditRecord struct {
 	Time     time.Time
 	Kind     string
 	Data     []byte // canonical JSON of the event
-	PrevHash []byte
-	Hash     []byte
+	PrevHash []byte // Hash of the record before, empty for the first record of a log
+	Hash     []byte // set by the writer (internal/audit): SHA-256 of PrevHash followed by Data
 }
 
 // BackupRecord remembers a backup Moat took and whether it verified.
@@ -227,6 +227,24 @@ type Audit interface {
 	// List returns records with Seq > after, in order, at most limit.
 	List(ctx context.Context, after int64, limit int) ([]*AuditRecord, error)
 	Last(ctx context.Context) (*AuditRecord, error) // ErrNotFound when empty
+	// AppendBatch stores recs in one transaction. The caller numbers and
+	// chains them: recs[i].Seq is recs[0].Seq+i and recs[i].PrevHash is
+	// recs[i-1].Hash. The batch must follow the last record stored:
+	// recs[0].Seq is its Seq plus one and recs[0].PrevHash its Hash (Seq 1
+	// and no PrevHash for an empty log). That is checked under the lock
+	// appenders take, so appenders sharing a database cannot fork the log;
+	// when another appender got there first the result is ErrConflict and
+	// nothing is stored. A zero Time is set to now.
+	AppendBatch(ctx context.Context, recs []*AuditRecord) error
+	// FirstAt returns the record with the lowest Seq whose Time is at or
+	// after t; ErrNotFound when there is none.
+	FirstAt(ctx context.Context, t time.Time) (*AuditRecord, error)
+	// Prune deletes the records with Seq below before and appends
+	// checkpoint, in one transaction. checkpoint must follow the last
+	// record stored, as in AppendBatch (else ErrConflict), and before must
+	// not exceed its Seq, so the log is never left empty. It returns the
+	// number of records deleted. It is the only way records are deleted.
+	Prune(ctx context.Context, before int64, checkpoint *AuditRecord) (int64, error)
 }
 
 type Backups interface {

@@ -187,6 +187,9 @@ func TestCRSRegression(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs thousands of requests")
 	}
+	if raceDetector {
+		t.Skip("runs without -race, in .ci/run's attack step")
+	}
 	dir := crsTestsDir(t)
 	files, err := Load(os.DirFS(dir), ".")
 	if err != nil {

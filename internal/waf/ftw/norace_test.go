@@ -1,0 +1,5 @@
+//go:build !race
+
+package ftw
+
+const raceDetector = false
