@@ -42,6 +42,7 @@ func commands() []command {
 		{"apikey", "API keys for programs: create, list, revoke, rotate", runAPIKey},
 		{"policy", "test a request against a route's access rules; lint them", runPolicy},
 		{"backup", "encrypted backups: create, verify, restore", runBackup},
+		{"audit", "the hash-chained audit log: verify, tail", runAudit},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -24,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite"
 )
 
 var moatBin string
@@ -308,6 +311,26 @@ func TestServeReloadAndGracefulStop(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("moat did not exit after SIGTERM")
+	}
+
+	// The 403 of the deny route is in the audit log, which verifies; a
+	// record edited behind Moat's back is named.
+	if code, out, stderr := run(t, "audit", "tail", "--config", cfgPath, "--kind", "request.denied"); code != 0 || !strings.Contains(out, "rule.name=policy.deny") {
+		t.Errorf("audit tail: %d\n%s\n%s", code, out, stderr)
+	}
+	if code, out, stderr := run(t, "audit", "verify", "--config", cfgPath); code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Errorf("audit verify: %d\n%s\n%s", code, out, stderr)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, "moat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE audit_log SET data = CAST(replace(CAST(data AS TEXT), 'policy.deny', 'policy.open') AS BLOB) WHERE kind = 'request.denied'`); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := run(t, "audit", "verify", "--config", cfgPath); code != 1 || !strings.Contains(out, "FAILED: edited") {
+		t.Errorf("audit verify after an edit: %d\n%s", code, out)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/moatgw/moat/internal/admin"
 	"github.com/moatgw/moat/internal/apikey"
 	"github.com/moatgw/moat/internal/assertion"
+	"github.com/moatgw/moat/internal/audit"
 	"github.com/moatgw/moat/internal/backup"
 	"github.com/moatgw/moat/internal/certs"
 	"github.com/moatgw/moat/internal/config"
@@ -59,6 +60,8 @@ type Server struct {
 	snap  atomic.Pointer[snapshot]
 	certs atomic.Pointer[tlsState]
 	state *State // the store and key ring
+	// audit keeps every security event in the hash-chained audit log.
+	audit *audit.Writer
 	// csrfKey makes and checks the routes' CSRF tokens; from the store,
 	// so that every instance accepts the others' tokens.
 	csrfKey []byte
@@ -139,34 +142,45 @@ func New(o Options) (*Server, error) {
 		_ = s.limits.close()
 		return nil, err
 	}
+	// Every security event is also kept in the hash-chained audit log.
+	if s.audit, err = openAudit(s.ctx, s.state, o.Logger); err != nil {
+		_ = s.limits.close()
+		_ = s.state.Close()
+		return nil, err
+	}
+	s.events = countingRecorder{next: event.Multi{o.Events, s.audit}, events: s.metrics.events}
+	closeState := func() {
+		s.closeAudit(context.Background())
+		_ = s.state.Close()
+	}
 	// The key of the routes' CSRF tokens, the same on every instance.
 	if s.csrfKey, err = s.state.Store.Secrets().GetOrCreate(s.ctx, secretAppCSRFKey, csrf.KeySize); err != nil {
 		_ = s.limits.close()
-		_ = s.state.Close()
+		closeState()
 		return nil, fmt.Errorf("loading the CSRF key: %w", err)
 	}
 	snap, err := s.compile(o.Config)
 	if err != nil {
 		_ = s.limits.close()
-		_ = s.state.Close()
+		closeState()
 		return nil, err
 	}
 	if err := s.openAccounts(o.Config); err != nil {
 		snap.close()
-		_ = s.state.Close()
+		closeState()
 		return nil, err
 	}
 	if err := s.openIdentity(o.Config); err != nil {
 		snap.close()
 		_ = s.accounts.Close()
-		_ = s.state.Close()
+		closeState()
 		return nil, err
 	}
 	ts, err := newTLSState(s.ctx, o.Config, o.Logger)
 	if err != nil {
 		snap.close()
 		_ = s.accounts.Close()
-		_ = s.state.Close()
+		closeState()
 		return nil, err
 	}
 	s.snap.Store(snap)
@@ -524,6 +538,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if err := s.limits.close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.closeAudit(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.state.Close(); err != nil {
