@@ -191,6 +191,9 @@ func (w *Writer) overflow() {
 // full, the caller's context ended, or the Writer was closed.
 func (w *Writer) Overflows() uint64 { return w.overflows.Load() }
 
+// Queued is the number of events waiting to be written.
+func (w *Writer) Queued() int { return len(w.queue) }
+
 // Stored returns how many events the Writer has stored (checkpoints not
 // counted).
 func (w *Writer) Stored() uint64 { return w.stored.Load() }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/moatgw/moat/internal/audit"
 )
 
@@ -30,4 +32,23 @@ func (s *Server) closeAudit(ctx context.Context) error {
 		return nil
 	}
 	return s.audit.Close(ctx)
+}
+
+// watchAudit exports the audit writer's state: the queue depth, and the
+// records stored and the events lost, so that an alert can fire on either.
+func (m *metrics) watchAudit(w *audit.Writer) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "moat_audit_queue_depth",
+			Help: "Security events waiting to be written to the audit log.",
+		}, func() float64 { return float64(w.Queued()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "moat_audit_records_stored_total",
+			Help: "Security events written to the audit log.",
+		}, func() float64 { return float64(w.Stored()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "moat_audit_overflows_total",
+			Help: "Security events the audit log could not take (its queue stayed full): alert on any.",
+		}, func() float64 { return float64(w.Overflows()) }),
+	)
 }

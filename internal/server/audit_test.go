@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +39,20 @@ func TestSecurityEventsReachTheAuditLog(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no request.denied record among %d", len(recs))
+	}
+	resp, err := http.Get("http://" + g.srv.Addr("admin").String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"moat_audit_queue_depth ", "moat_audit_overflows_total 0", "moat_audit_records_stored_total "} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(string(b), "moat_audit"))
+		}
+	}
+	if strings.Contains(string(b), "moat_audit_records_stored_total 0\n") {
+		t.Error("no stored record counted")
 	}
 	signer, err := audit.LoadSigner(ctx, g.srv.state.Store.Secrets())
 	if err != nil {

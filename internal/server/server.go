@@ -149,6 +149,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.events = countingRecorder{next: event.Multi{o.Events, s.audit}, events: s.metrics.events}
+	s.metrics.watchAudit(s.audit)
 	closeState := func() {
 		s.closeAudit(context.Background())
 		_ = s.state.Close()
