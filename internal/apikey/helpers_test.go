@@ -2,8 +2,6 @@ package apikey
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"hash/crc32"
 	"os"
@@ -11,14 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/moatgw/moat/internal/keyring"
 	"github.com/moatgw/moat/internal/store"
+	"github.com/moatgw/moat/internal/store/storetest"
 	"github.com/moatgw/moat/internal/testclock"
 )
-
-const postgresURLEnv = "MOAT_TEST_POSTGRES_URL"
 
 // backend opens real stores of one kind. open returns a migrated store
 // with a key ring, and reopen, which opens another Store on the same
@@ -84,41 +79,9 @@ func openSQLite(t testing.TB) (*store.Store, func(t testing.TB) *store.Store) {
 	return st, func(t testing.TB) *store.Store { return openAt(t, store.Options{DataDir: dir}, master) }
 }
 
-// postgresURL returns the test database's URL, skipping the test when it
-// is not set, or failing it under CI, which must run every test.
-func postgresURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv(postgresURLEnv)
-	if u == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not set: CI must run the PostgreSQL tests", postgresURLEnv)
-		}
-		t.Skipf("%s is not set: skipping PostgreSQL tests", postgresURLEnv)
-	}
-	return u
-}
-
 func openPostgres(t testing.TB) (*store.Store, func(t testing.TB) *store.Store) {
 	t.Helper()
-	url := postgresURL(t)
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "moat_test_apikey_" + hex.EncodeToString(b[:])
-	// Registered first, so it runs after every store on the schema is
-	// closed.
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Errorf("dropping schema: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil { //sqlcheck:ok test: the schema name is made above from random hex
-			t.Errorf("dropping schema: %v", err)
-		}
-	})
+	url, schema := storetest.PostgresSchema(t, "moat_test_apikey_")
 	master := newMaster(t)
 	o := store.Options{URL: url, Schema: schema}
 	st := openAt(t, o, master)

@@ -2,20 +2,17 @@ package audit
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/moatgw/moat/internal/event"
 	"github.com/moatgw/moat/internal/keyring"
 	"github.com/moatgw/moat/internal/store"
+	"github.com/moatgw/moat/internal/store/storetest"
 )
-
-const postgresURLEnv = "MOAT_TEST_POSTGRES_URL"
 
 // backend opens audit stores of one kind: open makes a fresh migrated
 // store, and a second function that opens another store on the same
@@ -81,39 +78,9 @@ func openSQLite(t testing.TB) (*store.Store, func() *store.Store) {
 	return open(), open
 }
 
-// postgresURL returns the test server's URL, skipping the test when it is
-// not set, or failing it under CI, which must run every test.
-func postgresURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv(postgresURLEnv)
-	if u == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not set: CI must run the PostgreSQL tests", postgresURLEnv)
-		}
-		t.Skipf("%s is not set: skipping PostgreSQL tests", postgresURLEnv)
-	}
-	return u
-}
-
 func openPostgres(t testing.TB) (*store.Store, func() *store.Store) {
 	t.Helper()
-	url := postgresURL(t)
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "moat_test_audit_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Errorf("dropping schema: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil { //sqlcheck:ok test: the schema name is made by the test
-			t.Errorf("dropping schema: %v", err)
-		}
-	})
+	url, schema := storetest.PostgresSchema(t, "moat_test_audit_")
 	master := newMaster(t)
 	open := func() *store.Store {
 		t.Helper()
