@@ -148,18 +148,8 @@ func (s *jsonScanner) object(depth int) bool {
 		if !s.value(depth + 1) {
 			return false
 		}
-		s.space()
-		if s.i >= len(s.data) {
-			return s.fail("is not valid JSON")
-		}
-		switch s.data[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return true
-		default:
-			return s.fail("is not valid JSON")
+		if more, ok := s.separator('}'); !ok || !more {
+			return ok
 		}
 	}
 }
@@ -179,20 +169,27 @@ func (s *jsonScanner) array(depth int) bool {
 		if !s.value(depth + 1) {
 			return false
 		}
-		s.space()
-		if s.i >= len(s.data) {
-			return s.fail("is not valid JSON")
+		if more, ok := s.separator(']'); !ok || !more {
+			return ok
 		}
+	}
+}
+
+// separator reads what follows a member or an element: a comma, when more
+// follow, or end, which closes the object or array.
+func (s *jsonScanner) separator(end byte) (more, ok bool) {
+	s.space()
+	if s.i < len(s.data) {
 		switch s.data[s.i] {
 		case ',':
 			s.i++
-		case ']':
+			return true, true
+		case end:
 			s.i++
-			return true
-		default:
-			return s.fail("is not valid JSON")
+			return false, true
 		}
 	}
+	return false, s.fail("is not valid JSON")
 }
 
 // str scans a string and returns its value; the value is decoded (and
